@@ -1,0 +1,1 @@
+"""Lambda handlers: thin adapters over the ``vqa`` package."""

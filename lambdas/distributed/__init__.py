@@ -1,0 +1,1 @@
+"""The distributed architecture's Lambda handlers (start, convert, detect, aggregate)."""

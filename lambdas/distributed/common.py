@@ -1,0 +1,148 @@
+"""What the distributed handlers share: configuration, AWS clients, logs and transient errors.
+
+Clients are created once per process (on first use) and are swappable: the local emulation
+installs clients that talk to moto and carry a :class:`vqa.meter.Meter`, and the same meter
+hook works on the real clients in AWS.
+
+Configuration comes from the function's environment. In Lambda that is ``os.environ``; the local
+emulation runs every function in one process (detector branches concurrently), so it supplies
+each invocation's environment through a context variable instead of mutating ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+#: The environment of the function being invoked in-process (local emulation), else None.
+FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "vqa_function_environment", default=None
+)
+
+
+def env(name: str, default: str | None = None) -> str:
+    """A configuration value of this function (``KeyError`` names it when missing)."""
+    local = FUNCTION_ENVIRONMENT.get()
+    source = local if local is not None else os.environ
+    value = source.get(name, default)
+    if value is None:
+        raise KeyError(f"environment variable {name} is not set")
+    return value
+
+
+class Clients:
+    """The boto3 clients the handlers use, created once and replaceable as a whole."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    def get(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+            return self._clients[service]
+
+    def install(self, **clients: Any) -> None:
+        """Use these clients (e.g. ``s3=..., dynamodb=..., sns=...``) from now on."""
+        with self._lock:
+            self._clients = dict(clients)
+
+    @property
+    def s3(self) -> Any:
+        return self.get("s3")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self.get("dynamodb")
+
+    @property
+    def sns(self) -> Any:
+        return self.get("sns")
+
+
+CLIENTS = Clients()
+
+
+def _stdout_sink(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+#: Where log lines go: stdout in Lambda (CloudWatch Logs); the emulator meters and keeps them.
+LOG_SINK: Callable[[str], None] = _stdout_sink
+
+
+def log(message: str, **fields: Any) -> None:
+    """One structured log line (Lambda's JSON log format ingests it as one event)."""
+    LOG_SINK(json.dumps({"message": message, **fields}, sort_keys=True, default=str))
+
+
+class TransientError(Exception):
+    """A failure worth retrying: throttling, a 5xx or a dropped connection on an AWS call.
+
+    Lambda reports it as ``errorType: TransientError``; the state machine retries exactly that
+    name (plus Lambda's own transient errors) with backoff.
+    """
+
+
+_TRANSIENT_CODES = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalError",
+    "ServiceUnavailable", "ProvisionedThroughputExceededException", "RequestTimeout",
+    "InternalServerError", "InternalFailure", "TooManyRequestsException",
+}
+
+
+@contextmanager
+def transient_errors() -> Iterator[None]:
+    """Re-raise throttling and connection failures of AWS calls as :class:`TransientError`."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in _TRANSIENT_CODES or status >= 500:
+            raise TransientError(f"{code or status}: {exc}") from exc
+        raise
+    except (ConnectionError, ReadTimeoutError) as exc:
+        raise TransientError(str(exc)) from exc
+    except BotoCoreError:
+        raise
+
+
+class Timer:
+    """Milliseconds since construction, for the handlers' log lines."""
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    @property
+    def ms(self) -> float:
+        return round((time.perf_counter() - self._t0) * 1000.0, 1)
+
+
+def segment_prefix(stream: str, index: int) -> str:
+    return f"segments/{stream}/{index:08d}/"
+
+
+def state_key(stream: str, detector: str, index: int) -> str:
+    """Detector state *after* segment ``index``: one key per stream, detector and segment, so a
+    retried segment re-reads the state before it instead of a state it already advanced."""
+    return f"state/{stream}/{detector}/{index:08d}.json"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key

@@ -1,0 +1,99 @@
+"""The monolith's lightweight orchestrator (AWS Lambda, boto3 only).
+
+Event: ``{"stream": "<id>", "source": "s3://<source bucket>/<key>" | "https://.../index.m3u8"}``.
+It validates the request, records the stream's status item (``state=running`` and the shards
+that will report on it), and sends one job to every shard's queue. It never touches media.
+
+Environment (set by the stack): ``VQA_TABLE``, ``VQA_SHARD_QUEUES`` (JSON ``{shard: queue_url}``),
+``VQA_SHARD_DETECTORS`` (JSON ``{shard: [detector, ...]}``), ``VQA_SEGMENT_SECONDS``,
+``VQA_SOURCE_BUCKET``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+
+log = logging.getLogger("vqa.orchestrator")
+log.setLevel(logging.INFO)
+
+TABLE = os.environ["VQA_TABLE"]
+SHARD_QUEUES: dict[str, str] = json.loads(os.environ["VQA_SHARD_QUEUES"])
+SHARD_DETECTORS: dict[str, list[str]] = json.loads(os.environ.get("VQA_SHARD_DETECTORS", "{}"))
+SEGMENT_SECONDS = float(os.environ.get("VQA_SEGMENT_SECONDS", "1.0"))
+SOURCE_BUCKET = os.environ.get("VQA_SOURCE_BUCKET", "")
+
+# Created once per execution environment, reused across invocations.
+DYNAMODB = boto3.client("dynamodb")
+SQS = boto3.client("sqs")
+S3 = boto3.client("s3")
+
+STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
+STATUS_KEY = "#status"  # vqa.results.STATUS_KEY: the Lambda does not ship the vqa package
+
+
+class BadRequest(ValueError):
+    """The request cannot be fanned out; the message names the field and the reason."""
+
+
+def _validate(event: dict[str, Any]) -> tuple[str, str]:
+    if not isinstance(event, dict):
+        raise BadRequest("event must be a JSON object with 'stream' and 'source'")
+    stream, source = event.get("stream"), event.get("source")
+    if not isinstance(stream, str) or not STREAM_ID.match(stream):
+        raise BadRequest(f"stream: expected 1-200 characters [A-Za-z0-9._:@/-], got {stream!r}")
+    if not isinstance(source, str) or not source:
+        raise BadRequest("source: expected an s3:// or http(s):// URL")
+    url = urlparse(source)
+    if url.scheme == "s3":
+        if SOURCE_BUCKET and url.netloc != SOURCE_BUCKET:
+            raise BadRequest(f"source {source}: workers read only s3://{SOURCE_BUCKET}/")
+        try:
+            S3.head_object(Bucket=url.netloc, Key=url.path.lstrip("/"))
+        except S3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise BadRequest(f"source {source}: not readable ({code})") from None
+    elif url.scheme not in ("http", "https"):
+        raise BadRequest(f"source {source}: expected an s3:// or http(s):// URL")
+    return stream, source
+
+
+def _put_status(stream: str, source: str) -> None:
+    # Same item format as vqa.results.put_status: strings, JSON for structured values.
+    DYNAMODB.put_item(
+        TableName=TABLE,
+        Item={
+            "stream": {"S": stream},
+            "defect": {"S": STATUS_KEY},
+            "state": {"S": "running"},
+            "source": {"S": source},
+            "architecture": {"S": "monolith"},
+            "shards": {"S": json.dumps(sorted(SHARD_QUEUES))},
+            "requested_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        },
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    stream, source = _validate(event)
+    _put_status(stream, source)
+    sent: dict[str, str] = {}
+    for shard, queue_url in sorted(SHARD_QUEUES.items()):
+        body = {
+            "stream": stream,
+            "source": source,
+            "shard": shard,
+            "detectors": SHARD_DETECTORS.get(shard, []),
+            "segment_seconds": SEGMENT_SECONDS,
+        }
+        resp = SQS.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        sent[shard] = resp["MessageId"]
+    log.info(json.dumps({"msg": "stream fanned out", "stream": stream, "shards": sorted(sent)}))
+    return {"stream": stream, "source": source, "state": "running", "jobs": sent}

@@ -1,0 +1,1 @@
+"""Constructs, one per concern, shared by the two stacks where the concern is shared."""

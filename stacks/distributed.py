@@ -1,0 +1,122 @@
+"""The distributed architecture (Prime Video's first): Step Functions + Lambda + S3 in between.
+
+The stack only wires constructs together: media buckets, the results store, the functions (one
+code asset and one dependencies layer for all of them), and the state machine. Permissions are
+``grant_*`` calls scoped to key prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from stacks.config import VqaConfig
+from stacks.constructs.intermediate import SEGMENTS_PREFIX, STATE_PREFIX, MediaBuckets
+from stacks.constructs.lambda_defaults import VqaFunctions
+from stacks.constructs.results import ResultsStore
+from stacks.constructs.workflow import AnalysisWorkflow, segments_per_execution
+
+ARCHITECTURE_TAG = ("vqa:architecture", "distributed")
+HANDLERS = "lambdas.distributed"
+
+
+class DistributedStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: VqaConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        cdk.Tags.of(self).add(*ARCHITECTURE_TAG)
+
+        buckets = MediaBuckets(
+            self, "Media", expiry_days=config.intermediate_expiry_days,
+            destroy_on_delete=config.destroy_on_delete,
+        )
+        results = ResultsStore(self, "Results", destroy_on_delete=config.destroy_on_delete)
+        functions = VqaFunctions(
+            self, "Functions", architecture=config.lambda_architecture,
+            destroy_on_delete=config.destroy_on_delete,
+        )
+        segment_seconds = str(config.segment_seconds)
+
+        start = functions.function(
+            "Start", handler=f"{HANDLERS}.start.handler",
+            description="VQA: probe a source and record the stream as running",
+            memory_size=config.aggregate_memory_mb, timeout=cdk.Duration.seconds(60),
+            environment={
+                "TABLE_NAME": results.table.table_name,
+                "DETECTORS": ",".join(config.detectors),
+            },
+        )
+        buckets.source.grant_read(start)
+        results.table.grant_write_data(start)
+
+        convert = functions.function(
+            "Convert", handler=f"{HANDLERS}.convert.handler",
+            description="VQA media conversion: one segment of the source to the intermediate bucket",
+            memory_size=config.convert_memory_mb, timeout=cdk.Duration.seconds(120),
+            environment={
+                "INTERMEDIATE_BUCKET": buckets.intermediate.bucket_name,
+                "GRANULARITY": config.granularity,
+                "SEGMENT_SECONDS": segment_seconds,
+            },
+        )
+        buckets.source.grant_read(convert)
+        buckets.intermediate.grant_put(convert, f"{SEGMENTS_PREFIX}*")
+
+        detectors = {}
+        for name in config.detectors:
+            fn = functions.function(
+                f"Detect{name.title().replace('_', '')}",
+                handler=f"{HANDLERS}.detect.handler",
+                description=f"VQA detector {name}: one segment, state kept in S3",
+                memory_size=config.detector_memory_mb, timeout=cdk.Duration.seconds(60),
+                environment={
+                    "INTERMEDIATE_BUCKET": buckets.intermediate.bucket_name,
+                    "DETECTOR": name,
+                },
+            )
+            buckets.intermediate.grant_read(fn, f"{SEGMENTS_PREFIX}*")
+            buckets.intermediate.grant_read(fn, f"{STATE_PREFIX}*")
+            buckets.intermediate.grant_put(fn, f"{STATE_PREFIX}*")
+            detectors[name] = fn
+
+        aggregate = functions.function(
+            "Aggregate", handler=f"{HANDLERS}.aggregate.handler",
+            description="VQA: store a segment's defects idempotently and publish alerts",
+            memory_size=config.aggregate_memory_mb, timeout=cdk.Duration.seconds(60),
+            environment={
+                "TABLE_NAME": results.table.table_name,
+                "TOPIC_ARN": results.topic.topic_arn,
+                "SEGMENTS_PER_EXECUTION": str(
+                    segments_per_execution(
+                        configured=config.segments_per_execution,
+                        workflow_type=config.workflow_type,
+                        detectors=len(config.detectors),
+                    )
+                ),
+            },
+        )
+        results.table.grant_read_write_data(aggregate)
+        results.topic.grant_publish(aggregate)
+
+        workflow = AnalysisWorkflow(
+            self, "Workflow", start=start, convert=convert, detectors=detectors,
+            aggregate=aggregate, table=results.table, workflow_type=config.workflow_type,
+            destroy_on_delete=config.destroy_on_delete,
+        )
+
+        self.buckets, self.results, self.functions, self.workflow = (
+            buckets, results, functions, workflow,
+        )
+        cdk.CfnOutput(self, "StateMachineArn", value=workflow.state_machine.state_machine_arn,
+                      description="Start a run: StartExecution with "
+                      '{"stream": ID, "source": "s3://SOURCE_BUCKET/KEY", "index": 0}')
+        cdk.CfnOutput(self, "SourceBucket", value=buckets.source.bucket_name,
+                      description="Upload streams here")
+        cdk.CfnOutput(self, "IntermediateBucket", value=buckets.intermediate.bucket_name)
+        cdk.CfnOutput(self, "ResultsTable", value=results.table.table_name,
+                      description="Defects by stream; the '#status' item holds the stream state")
+        cdk.CfnOutput(self, "AlertsTopic", value=results.topic.topic_arn)

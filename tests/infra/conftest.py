@@ -1,0 +1,39 @@
+"""Synthesize the CDK app once per test session; every infrastructure test reads these."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def cloud_assembly(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from stacks import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = build_app(outdir=str(outdir))
+    return app.synth()
+
+
+@pytest.fixture(scope="session")
+def templates(cloud_assembly):  # type: ignore[no-untyped-def]
+    """``{"VqaDistributed": Template, "VqaMonolith": Template}`` (aws_cdk.assertions)."""
+    from aws_cdk.assertions import Template
+
+    return {
+        s.stack_name: Template.from_json(s.template) for s in cloud_assembly.stacks
+    }
+
+
+@pytest.fixture(scope="session")
+def template_files(cloud_assembly) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """Paths of the synthesized template JSON files (for cfn-lint)."""
+    return {
+        s.stack_name: Path(cloud_assembly.directory) / s.template_file
+        for s in cloud_assembly.stacks
+    }

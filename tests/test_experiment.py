@@ -1,0 +1,572 @@
+"""The experiment: both architectures and the variants, per the experiment --json contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_cost import distributed_usage, monolith_usage
+from vqa.errors import ConfigError
+from vqa.experiment import VARIANT_GRID, run_experiment
+
+
+class FakeRunners:
+    """Stand-ins with the runners' signatures, returning hand-made usage; they record calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def distributed(
+        self,
+        source: str,
+        *,
+        granularity: str | None = None,
+        workflow_type: str | None = None,
+        progress: bool = False,
+        config: Any = None,
+    ) -> dict[str, Any]:
+        self.calls.append(
+            ("distributed", source, {"granularity": granularity, "workflow_type": workflow_type})
+        )
+        usage = distributed_usage(
+            workflow=workflow_type or "STANDARD", granularity=granularity or "frame"
+        )
+        return {"source": source, "duration": 10.0, "defects": self._defects(), "usage": usage}
+
+    def monolith(
+        self, source: str, *, progress: bool = False, config: Any = None
+    ) -> dict[str, Any]:
+        self.calls.append(("monolith", source, {}))
+        return {
+            "source": source,
+            "duration": 10.0,
+            "defects": self._defects(),
+            "usage": monolith_usage(),
+        }
+
+    @staticmethod
+    def _defects() -> list[dict[str, Any]]:
+        return [{"kind": "black", "start": 1.0, "end": 2.5}]
+
+    def mapping(self) -> dict[str, Any]:
+        return {"distributed": self.distributed, "monolith": self.monolith}
+
+
+def _check_contract(report: dict[str, Any]) -> None:
+    assert set(report["architectures"]) == {"distributed", "monolith"}
+    for arch in report["architectures"].values():
+        assert isinstance(arch["usd_per_stream_hour"], float)
+        assert arch["usd_per_stream_hour"] > 0
+        assert all(isinstance(v, float) for v in arch["breakdown"].values())
+        assert sum(arch["breakdown"].values()) == pytest.approx(arch["usd_per_stream_hour"])
+        assert {"requests", "counters", "bytes", "stream_seconds"} <= set(arch["usage"])
+    d = report["architectures"]["distributed"]["usd_per_stream_hour"]
+    m = report["architectures"]["monolith"]["usd_per_stream_hour"]
+    assert report["reduction"] == pytest.approx(1 - m / d)
+    assert {"region", "as_of"} <= set(report["prices"])
+    for key in ("variants", "projection", "quotas", "sources"):
+        assert report[key], key
+    json.dumps(report)
+
+
+def test_experiment_with_fake_runners(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes = FakeRunners()
+    report = run_experiment(
+        ["a.mp4", "b.mp4"], out_dir=tmp_path, progress=False, runners=fakes.mapping()
+    )
+    _check_contract(report)
+    # Baseline + monolith + the three other cells of the Standard/Express x frame/segment grid.
+    assert len(fakes.calls) == 2 * (2 + len(VARIANT_GRID) - 1)
+    variant_kwargs = {
+        (c[2]["workflow_type"], c[2]["granularity"])
+        for c in fakes.calls
+        if c[0] == "distributed" and c[2]["workflow_type"]
+    }
+    assert variant_kwargs == set(VARIANT_GRID) - {("STANDARD", "frame")}
+    cells = {
+        (v["workflow_type"], v["granularity"])
+        for v in report["variants"]
+        if v["architecture"] == "distributed"
+    }
+    assert cells == set(VARIANT_GRID)
+    assert [v["architecture"] for v in report["variants"]].count("monolith") == 1
+    # Two 10 s sources: usage is summed, cost per stream-hour unchanged.
+    assert report["architectures"]["distributed"]["usage"]["stream_seconds"] == 20.0
+    assert [s["source"] for s in report["sources"]] == ["a.mp4", "b.mp4"]
+    assert all(s["agree"] for s in report["sources"])
+    assert report["targets"]["monolith_at_most_10_percent"] is True
+    assert report["targets"]["transitions_and_s3_lead"] is True
+    # Without --json's stdout, the headline goes to stderr and stdout stays clean.
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "per stream-hour" in captured.err and "report.md" in captured.err
+    for name in ("report.md", "report.json", "cost_by_service.png", "cost_vs_streams.png"):
+        assert (tmp_path / name).exists()
+
+
+def test_progress_mode_prints_headline_to_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = run_experiment(
+        ["a.mp4"], out_dir=tmp_path, progress=True, variants=False, runners=FakeRunners().mapping()
+    )
+    out = capsys.readouterr().out
+    assert report["headline"] in out
+    assert str(tmp_path / "report.md") in out
+    assert len(report["variants"]) == 2
+
+
+def test_disagreeing_architectures_are_reported(tmp_path: Path) -> None:
+    fakes = FakeRunners()
+
+    def lossy_monolith(source: str, **kw: Any) -> dict[str, Any]:
+        out = fakes.monolith(source, **kw)
+        out["defects"] = []
+        return out
+
+    report = run_experiment(
+        ["a.mp4"],
+        out_dir=tmp_path,
+        progress=False,
+        variants=False,
+        runners={"distributed": fakes.distributed, "monolith": lossy_monolith},
+    )
+    assert report["sources"][0]["agree"] is False
+    assert "| NO |" in (tmp_path / "report.md").read_text()
+
+
+def test_cost_explorer_needs_aws(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--cost-explorer needs --aws"):
+        run_experiment(
+            ["a.mp4"],
+            out_dir=tmp_path,
+            cost_explorer=["2026-11-01", "2026-11-02"],
+            progress=False,
+            runners=FakeRunners().mapping(),
+        )
+
+
+# --- --aws, against moto --------------------------------------------------------------------------
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from moto import mock_aws
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        import boto3
+
+        yield boto3.Session(region_name=REGION)
+
+
+def _table_resource() -> dict[str, Any]:
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "stream", "AttributeType": "S"},
+                {"AttributeName": "defect", "AttributeType": "S"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "stream", "KeyType": "HASH"},
+                {"AttributeName": "defect", "KeyType": "RANGE"},
+            ],
+        },
+    }
+
+
+def _deploy_stacks(session: Any) -> dict[str, Any]:
+    """Both stacks in moto's CloudFormation with the outputs the real stacks declare."""
+    cfn = session.client("cloudformation")
+    iam = session.client("iam")
+    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    distributed = {
+        "Resources": {
+            "Source": {"Type": "AWS::S3::Bucket"},
+            "Intermediate": {"Type": "AWS::S3::Bucket"},
+            "Table": _table_resource(),
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "Machine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "StateMachineName": "vqa-distributed",
+                    "DefinitionString": definition,
+                    "RoleArn": role,
+                },
+            },
+        },
+        "Outputs": {
+            "StateMachineArn": {"Value": {"Ref": "Machine"}},
+            "SourceBucket": {"Value": {"Ref": "Source"}},
+            "IntermediateBucket": {"Value": {"Ref": "Intermediate"}},
+            "ResultsTable": {"Value": {"Ref": "Table"}},
+            "AlertsTopic": {"Value": {"Ref": "Topic"}},
+        },
+    }
+    ecs = session.client("ecs")
+    ecs.create_cluster(clusterName="vqa-cluster")
+    td = ecs.register_task_definition(
+        family="shard",
+        cpu="1024",
+        memory="1536",
+        containerDefinitions=[{"name": "w", "image": "vqa"}],
+    )
+    arn = td["taskDefinition"]["taskDefinitionArn"]
+    for shard in ("ShardA", "ShardB"):
+        ecs.create_service(
+            cluster="vqa-cluster", serviceName=f"vqa-{shard}", taskDefinition=arn, desiredCount=1
+        )
+    monolith = {
+        "Resources": {
+            "Source": {"Type": "AWS::S3::Bucket"},
+            "Table": _table_resource(),
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "QueueA": {"Type": "AWS::SQS::Queue"},
+            "QueueB": {"Type": "AWS::SQS::Queue"},
+            "Instances": {
+                "Type": "AWS::EC2::LaunchTemplate",
+                "Properties": {
+                    "LaunchTemplateData": {"ImageId": "ami-12c6146b", "InstanceType": "c7i.large"}
+                },
+            },
+        },
+        "Outputs": {
+            "OrchestratorFunctionName": {"Value": "vqa-orchestrator"},
+            "DefectsTableName": {"Value": {"Ref": "Table"}},
+            "SourceBucketName": {"Value": {"Ref": "Source"}},
+            "ClusterName": {"Value": "vqa-cluster"},
+            "ShardAQueueUrl": {"Value": {"Ref": "QueueA"}},
+            "ShardBQueueUrl": {"Value": {"Ref": "QueueB"}},
+            "ShardAServiceName": {"Value": "vqa-ShardA"},
+            "ShardBServiceName": {"Value": "vqa-ShardB"},
+        },
+    }
+    cfn.create_stack(StackName="VqaDistributed", TemplateBody=json.dumps(distributed))
+    cfn.create_stack(StackName="VqaMonolith", TemplateBody=json.dumps(monolith))
+    return {"distributed": distributed, "monolith": monolith}
+
+
+def test_count_transitions_states_entered_plus_retries() -> None:
+    from vqa.aws_experiment import count_transitions
+
+    events = [
+        {"type": "ExecutionStarted"},
+        {"type": "TaskStateEntered"},
+        {"type": "LambdaFunctionScheduled"},
+        {"type": "LambdaFunctionFailed"},
+        {"type": "LambdaFunctionScheduled"},  # one retry
+        {"type": "LambdaFunctionSucceeded"},
+        {"type": "TaskStateExited"},
+        {"type": "ParallelStateEntered"},
+        {"type": "TaskStateEntered"},
+        {"type": "TaskScheduled"},
+        {"type": "TaskSucceeded"},
+        {"type": "ChoiceStateEntered"},
+        {"type": "SucceedStateEntered"},
+        {"type": "ExecutionSucceeded"},
+    ]
+    assert count_transitions(events) == 5 + 1
+
+
+def test_transitions_from_moto_execution_history(aws: Any) -> None:
+    import datetime as dt
+
+    from vqa.aws_experiment import Metering, Window, count_transitions
+
+    _deploy_stacks(aws)
+    sfn = aws.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    now = dt.datetime.now(dt.UTC)
+    for i in range(2):
+        sfn.start_execution(stateMachineArn=arn, name=f"s{i}", input="{}")
+    history = sfn.get_execution_history(
+        executionArn=sfn.list_executions(stateMachineArn=arn)["executions"][0]["executionArn"]
+    )
+    per_execution = count_transitions(history["events"])
+    assert per_execution > 0
+    m = Metering(aws.client, Window(now - dt.timedelta(minutes=1), now + dt.timedelta(minutes=5)))
+    m.state_machine(arn)
+    assert m.counters["sfn_executions"] == 2
+    assert m.counters["state_transitions"] == 2 * per_execution
+    assert m.config["workflow_type"] == "STANDARD"
+
+
+def _put(cw: Any, namespace: str, metric: str, value: float, **dims: str) -> None:
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Value": value,
+                "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+            }
+        ],
+    )
+
+
+def test_metering_reads_cloudwatch_into_the_usage_schema(aws: Any) -> None:
+    import datetime as dt
+
+    from vqa.aws_experiment import Metering, Window
+    from vqa.cost import price_usage
+    from vqa.pricing import load_prices
+
+    cw = aws.client("cloudwatch")
+    lam = aws.client("lambda")
+    role = aws.client("iam").create_role(RoleName="l", AssumeRolePolicyDocument="{}")["Role"]
+    lam.create_function(
+        FunctionName="detect",
+        Runtime="python3.12",
+        Role=role["Arn"],
+        Handler="h.handler",
+        Code={"ZipFile": b"x"},
+        MemorySize=1024,
+        Architectures=["arm64"],
+    )
+    _put(cw, "AWS/Lambda", "Invocations", 60, FunctionName="detect")
+    _put(cw, "AWS/Lambda", "Duration", 6000.0, FunctionName="detect")
+    _put(cw, "AWS/Logs", "IncomingBytes", 4096, LogGroupName="/aws/lambda/detect")
+    s3dims = {"BucketName": "inter", "FilterId": "EntireBucket"}
+    _put(cw, "AWS/S3", "PutRequests", 250, **s3dims)
+    _put(cw, "AWS/S3", "GetRequests", 750, **s3dims)
+    _put(cw, "AWS/S3", "BytesUploaded", 1_000_000, **s3dims)
+    _put(cw, "AWS/DynamoDB", "ConsumedWriteCapacityUnits", 7, TableName="defects")
+    _put(cw, "AWS/SNS", "NumberOfMessagesPublished", 3, TopicName="alerts")
+    _put(cw, "AWS/SQS", "NumberOfMessagesSent", 2, QueueName="q")
+    _put(cw, "AWS/SQS", "NumberOfMessagesReceived", 2, QueueName="q")
+    _put(cw, "AWS/SQS", "NumberOfEmptyReceives", 5, QueueName="q")
+    _put(cw, "AWS/SQS", "NumberOfMessagesDeleted", 2, QueueName="q")
+    now = dt.datetime.now(dt.UTC)
+    m = Metering(aws.client, Window(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)))
+    m.functions(["detect"])
+    m.buckets(["inter"])
+    m.tables(["defects"])
+    m.topics([f"arn:aws:sns:{REGION}:123456789012:alerts"])
+    m.queues([f"https://sqs.{REGION}.amazonaws.com/123456789012/q"])
+    usage = m.usage("distributed", 10.0, 12.0)
+    c = usage["counters"]
+    assert c["lambda_invocations"] == 60
+    assert c["lambda_seconds"] == pytest.approx(6.0)
+    assert c["lambda_gb_seconds"] == pytest.approx(6.0)
+    assert c["log_bytes"] == 4096
+    assert c["dynamodb_write_units"] == 7
+    assert usage["config"]["lambda_architecture"] == "arm64"
+    assert usage["requests"]["s3"] == {"PutObject": 250, "GetObject": 750}
+    assert usage["requests"]["sns"] == {"Publish": 3}
+    assert usage["requests"]["sqs"] == {"SendMessage": 2, "ReceiveMessage": 7, "DeleteMessage": 2}
+    assert usage["bytes"]["s3_put"] == 1_000_000
+    lines = {li.item: li for li in price_usage(usage, load_prices()).line_items}
+    assert lines["S3 PUT/COPY/POST/LIST requests"].quantity == 250
+    assert lines["DynamoDB write request units"].quantity == 7
+    assert lines["Lambda GB-seconds (arm64)"].quantity == pytest.approx(6.0)
+
+
+def test_metering_ecs_cpu_and_asg_instance_hours(aws: Any) -> None:
+    import datetime as dt
+
+    from vqa.aws_experiment import Metering, Window
+
+    _deploy_stacks(aws)
+    ec2 = aws.client("ec2")
+    ec2.create_launch_template(
+        LaunchTemplateName="vqa-ci",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "c7i.large"},
+    )
+    asg = aws.client("autoscaling")
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="vqa-asg",
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=0,
+        LaunchTemplate={"LaunchTemplateName": "vqa-ci", "Version": "$Default"},
+        AvailabilityZones=[f"{REGION}a"],
+    )
+    cw = aws.client("cloudwatch")
+    _put(cw, "AWS/ECS", "CPUUtilization", 50.0, ClusterName="vqa-cluster", ServiceName="vqa-ShardA")
+    _put(cw, "AWS/AutoScaling", "GroupInServiceInstances", 1.0, AutoScalingGroupName="vqa-asg")
+    now = dt.datetime.now(dt.UTC)
+    m = Metering(aws.client, Window(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)))
+    m.services("vqa-cluster", ["vqa-ShardA", "vqa-ShardB"])
+    m.auto_scaling_groups(["vqa-asg"])
+    ecs = aws.client("ecs")
+    svc = ecs.describe_services(cluster="vqa-cluster", services=["vqa-ShardA"])["services"][0]
+    tasks = max(1, svc.get("runningCount") or svc.get("desiredCount") or 1)
+    # 50% of a 1024-unit (1 vCPU) task for one 60 s period.
+    assert m.counters["worker_cpu_seconds"] == pytest.approx(0.5 * 1.0 * tasks * 60)
+    assert m.counters["asg_instance_hours"] == pytest.approx(60 / 3600)
+    assert m.config["instance_type"] == "c7i.large"
+
+
+def test_cost_explorer_groups_by_architecture_tag(aws: Any) -> None:
+    import requests
+
+    from vqa.aws_experiment import cost_explorer_costs
+
+    def group(arch: str, service: str, amount: str) -> dict[str, Any]:
+        return {
+            "Keys": [f"vqa:architecture${arch}", service],
+            "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}},
+        }
+
+    result: dict[str, Any] = {
+        "results": [
+            {
+                "ResultsByTime": [
+                    {
+                        "TimePeriod": {"Start": "2026-11-01", "End": "2026-11-02"},
+                        "Total": {},
+                        "Groups": [
+                            group("distributed", "AWS Step Functions", "1.25"),
+                            group("distributed", "Amazon Simple Storage Service", "0.50"),
+                            group("monolith", "Amazon Elastic Compute Cloud - Compute", "0.10"),
+                        ],
+                        "Estimated": False,
+                    },
+                    {
+                        "TimePeriod": {"Start": "2026-11-02", "End": "2026-11-03"},
+                        "Total": {},
+                        "Groups": [
+                            group("distributed", "AWS Step Functions", "0.75"),
+                            group("", "AWS Key Management Service", "0.01"),
+                        ],
+                        "Estimated": True,
+                    },
+                ]
+            }
+        ]
+    }
+    resp = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results",
+        json=result,
+        timeout=10,
+    )
+    assert resp.status_code == 201
+    costs = cost_explorer_costs(aws.client("ce"), "2026-11-01", "2026-11-03")
+    by = costs["by_architecture"]
+    assert by["distributed"]["AWS Step Functions"] == pytest.approx(2.0)
+    assert costs["totals"]["distributed"] == pytest.approx(2.5)
+    assert costs["totals"]["monolith"] == pytest.approx(0.10)
+    assert by["untagged"]["AWS Key Management Service"] == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="TO must be after FROM"):
+        cost_explorer_costs(aws.client("ce"), "2026-11-03", "2026-11-01")
+
+
+def test_aws_mode_end_to_end_against_moto(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stacks found by their outputs, the source uploaded to both, both started, the wait sees
+    both finish, the defects are read back from each stack's table, usage is metered."""
+    import functools
+
+    from vqa import aws_experiment
+    from vqa.aws_experiment import AwsExperiment, StackInfo, Stream
+    from vqa.defects import Defect
+    from vqa.results import put_defects, put_status
+
+    _deploy_stacks(aws)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 1024)
+    ddb = aws.client("dynamodb")
+    started: list[Stream] = []
+
+    def start_monolith(self: AwsExperiment, info: StackInfo, st: Stream) -> None:
+        # What the orchestrator Lambda does (moto cannot run Lambda code without Docker).
+        put_status(
+            dynamodb=ddb,
+            table=st.table,
+            stream=st.stream,
+            state="running",
+            shards=json.dumps(["ShardA", "ShardB"]),
+        )
+        started.append(st)
+
+    def fake_sleep(_: float) -> None:
+        # The deployed system finishing: defects stored, status done (monolith: per shard).
+        for st in started:
+            put_defects(
+                dynamodb=ddb,
+                table=st.table,
+                stream=st.stream,
+                defects=[Defect(start=1.0, end=2.5, kind="black")],
+            )
+            if st.architecture == "monolith":
+                for shard in ("ShardA", "ShardB"):
+                    ddb.update_item(
+                        TableName=st.table,
+                        Key={"stream": {"S": st.stream}, "defect": {"S": "#status"}},
+                        UpdateExpression="SET #s = :d",
+                        ExpressionAttributeNames={"#s": f"shard_{shard}"},
+                        ExpressionAttributeValues={":d": {"S": "done"}},
+                    )
+            else:
+                put_status(dynamodb=ddb, table=st.table, stream=st.stream, state="done")
+
+    orig_start_distributed = AwsExperiment.start_distributed
+
+    def start_distributed(self: AwsExperiment, info: StackInfo, st: Stream) -> None:
+        orig_start_distributed(self, info, st)
+        started.append(st)
+
+    monkeypatch.setattr(AwsExperiment, "start_monolith", start_monolith)
+    monkeypatch.setattr(AwsExperiment, "start_distributed", start_distributed)
+    monkeypatch.setattr(AwsExperiment, "duration_of", staticmethod(lambda s: 10.0))
+    monkeypatch.setattr(
+        aws_experiment,
+        "AwsExperiment",
+        functools.partial(AwsExperiment, sleep=fake_sleep, poll_seconds=0, metrics_delay_seconds=0),
+    )
+    # Seed the metrics the stacks would emit so both architectures have something to price.
+    cw = aws.client("cloudwatch")
+    for bucket in aws.client("s3").list_buckets()["Buckets"]:
+        _put(cw, "AWS/S3", "PutRequests", 10, BucketName=bucket["Name"], FilterId="EntireBucket")
+    _put(cw, "AWS/ECS", "CPUUtilization", 20.0, ClusterName="vqa-cluster", ServiceName="vqa-ShardA")
+
+    report = run_experiment([str(clip)], out_dir=tmp_path / "out", aws=True, progress=False)
+
+    _check_contract(report)
+    assert report["mode"] == "aws"
+    assert report["sources"][0]["agree"] is True
+    assert report["sources"][0]["defects"] == {"distributed": 1, "monolith": 1}
+    d_usage = report["architectures"]["distributed"]["usage"]
+    assert d_usage["counters"]["sfn_executions"] == 1
+    assert d_usage["counters"]["state_transitions"] > 0
+    assert d_usage["requests"]["s3"]["PutObject"] == 20  # two distributed buckets
+    assert report["architectures"]["monolith"]["usage"]["counters"]["worker_cpu_seconds"] > 0
+    sfn = aws.client("stepfunctions")
+    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    execution = sfn.list_executions(stateMachineArn=machine)["executions"][0]
+    inp = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert inp["source"].startswith("s3://") and inp["index"] == 0
+    # Uploaded once to each stack's source bucket.
+    s3 = aws.client("s3")
+    keys = [
+        o["Key"]
+        for b in s3.list_buckets()["Buckets"]
+        for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])
+    ]
+    assert len(keys) == 2 and all(k.endswith("/clip.mp4") for k in keys)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Deployed run (--aws)" in md
+    assert set(report["aws"]["model_usd_run"]) == {"distributed", "monolith"}
+    assert report["aws"]["asg_instance_type"] == "c7i.large"
+
+
+def test_missing_stack_is_a_clear_error(aws: Any) -> None:
+    from vqa.aws_experiment import AwsExperiment, AwsExperimentError
+
+    with pytest.raises(AwsExperimentError, match="stack VqaDistributed: not found"):
+        AwsExperiment(session=aws, progress=False).stacks()

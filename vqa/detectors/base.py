@@ -1,0 +1,91 @@
+"""The streaming detector protocol.
+
+A detector sees one :class:`~vqa.segment.Segment` at a time, in order, carries state across
+segments, returns the defects it has *finished* (an open defect is reported once it ends or at
+:meth:`Detector.flush`), and can save and restore its state as plain JSON-able data so that the
+distributed architecture can keep it in S3 between Lambda invocations.
+"""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from dataclasses import asdict, fields, replace
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vqa.defects import Defect
+from vqa.errors import ConfigError
+from vqa.segment import Segment
+
+C = TypeVar("C")
+
+
+class Detector(ABC, Generic[C]):
+    """Base class: subclasses set ``name``, ``needs`` and ``Config`` and implement the hooks."""
+
+    #: Registry name, also the defect kind it reports.
+    name: ClassVar[str]
+    #: ``"video"`` or ``"audio"``, or ``"both"`` (av_sync).
+    needs: ClassVar[str]
+    #: A frozen dataclass of thresholds with documented defaults.
+    Config: ClassVar[type]
+
+    def __init__(self, config: C | None = None, **overrides: Any) -> None:
+        base = config if config is not None else self.Config()
+        try:
+            self.config: C = replace(base, **overrides) if overrides else base  # type: ignore[type-var]
+        except TypeError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
+        self.reset()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Initialise the per-stream state."""
+
+    @abstractmethod
+    def process(self, segment: Segment) -> list[Defect]:
+        """Consume one segment; return the defects that ended within it."""
+
+    @abstractmethod
+    def flush(self) -> list[Defect]:
+        """End of stream: close and return any open defect."""
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """The per-stream state as JSON-able data (no numpy, no bytes)."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    def applies(self, *, has_video: bool, has_audio: bool) -> bool:
+        if self.needs == "video":
+            return has_video
+        if self.needs == "audio":
+            return has_audio
+        return has_video and has_audio
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def config_fields(cls) -> list[str]:
+        return [f.name for f in fields(cls.Config)]
+
+
+def encode_array(a: NDArray[Any] | None) -> dict[str, Any] | None:
+    """A numpy array as JSON-able data (base64 of the raw bytes plus dtype and shape)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a).decode()}
+
+
+def decode_array(d: dict[str, Any] | None) -> NDArray[Any] | None:
+    if d is None:
+        return None
+    raw = base64.b64decode(d["b64"])
+    return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()

@@ -1,0 +1,91 @@
+"""Black video: frames that are (almost) entirely uniform black.
+
+Follows FFmpeg's ``blackdetect`` (libavfilter/vf_blackdetect.c): a pixel is black when its luma is at
+most ``pixel_threshold`` of the video-range span above black (16 + 0.10 x 219 = 37.9), and a frame is
+black when at least ``picture_ratio`` (0.98) of its pixels are. Two changes, both for live content:
+
+- a dark but live scene also has 98% of its pixels below 38; black video is *flat*, so the black
+  pixels' standard deviation must also be at most ``flat_std`` luma levels (encoded black and
+  analogue black with noise stay well under 3; a night scene with any detail does not);
+- ``min_duration`` is 0.5 s (FFmpeg: 2.0 s): a half-second drop to black is already a visible defect
+  in broadcast monitoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vqa.defects import Defect
+from vqa.detectors.base import Detector
+from vqa.segment import Segment
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class BlackConfig:
+    pixel_threshold: float = 0.10  # fraction of the 16..235 span (blackdetect pix_th)
+    picture_ratio: float = 0.98  # blackdetect picture_black_ratio_th
+    flat_std: float = 3.0  # luma levels
+    min_duration: float = 0.5  # seconds
+
+
+def black_frames(hist: NDArray[np.int64], cfg: BlackConfig) -> NDArray[np.bool_]:
+    """``(n,)`` black-frame flags from ``(n, 256)`` luma histograms."""
+    if hist.shape[0] == 0:
+        return np.zeros(0, dtype=np.bool_)
+    th = int(16 + cfg.pixel_threshold * (235 - 16))
+    dark = hist[:, : th + 1].astype(np.float64)
+    total = hist.sum(axis=1).astype(np.float64)
+    n_dark = dark.sum(axis=1)
+    ratio = n_dark / np.maximum(total, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (dark @ _LEVELS[: th + 1]) / n_dark
+        var = (dark @ (_LEVELS[: th + 1] ** 2)) / n_dark - mean**2
+    std = np.sqrt(np.maximum(np.nan_to_num(var, nan=np.inf), 0))
+    return (ratio >= cfg.picture_ratio) & (std <= cfg.flat_std)
+
+
+class BlackDetector(Detector[BlackConfig]):
+    name = "black"
+    needs = "video"
+    Config = BlackConfig
+
+    def reset(self) -> None:
+        self._start: float | None = None
+        self._end = 0.0
+
+    def process(self, segment: Segment) -> list[Defect]:
+        v = segment.video
+        if v is None or len(v) == 0:
+            return []
+        out: list[Defect] = []
+        flags = black_frames(v.hist, self.config)
+        for i, is_black in enumerate(flags):
+            t = float(v.times[i])
+            if is_black:
+                if self._start is None:
+                    self._start = t
+                self._end = v.end_time(i)
+            elif self._start is not None:
+                out += self._close(t)
+        return out
+
+    def _close(self, end: float) -> list[Defect]:
+        start, self._start = self._start, None
+        if start is not None and end - start >= self.config.min_duration - 1e-9:
+            return [Defect(start=start, end=end, kind=self.name)]
+        return []
+
+    def flush(self) -> list[Defect]:
+        return self._close(self._end)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"start": self._start, "end": self._end}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._start, self._end = state["start"], state["end"]

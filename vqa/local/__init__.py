@@ -1,0 +1,1 @@
+"""Local emulation of both architectures (moto, in-process): no AWS account needed."""

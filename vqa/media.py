@@ -1,0 +1,567 @@
+"""Media conversion: decode a source once into segments for the detectors.
+
+Sources: a local path, an ``s3://bucket/key`` object (streamed with ranged GETs through boto3, never
+downloaded whole), or an ``http(s)://`` URL (HLS playlist, MPEG-TS, MP4 — whatever FFmpeg opens).
+
+Timestamps are the container's presentation times relative to the source start (the earliest
+``start_time`` of the analysed streams), so an MPEG-TS starting at 1.4 s and an audio stream that
+starts after the video keep their real skew. Segment ``k`` covers ``[k*L, (k+1)*L)``; a frame belongs
+to the segment holding its PTS, audio samples are split at the exact boundary sample.
+
+Memory is bounded: a segment is handed out as soon as every analysed stream has passed its end, and
+the decoder's frames are released when the segment is dropped. Video planes are zero-copy views of
+the decoder's frames (``np.frombuffer`` on the plane, cropped to the picture width).
+
+Decoder signals feed the ``corruption`` detector deterministically (the same for a continuous pass
+and for a segment decoded after a seek): frames the decoder marks corrupt (error concealment),
+packets the decoder rejects (marked on the next frame output), and timestamp gaps (dropped packets).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+from vqa.errors import BadSourceError
+from vqa.segment import AudioTrack, Segment, VideoTrack
+
+log = logging.getLogger(__name__)
+
+#: Seconds decoded before a seeked segment so that gap tracking and the audio decoder's overlap
+#: state match a continuous pass exactly.
+SEEK_PREROLL = 1.0
+#: A stream this far ahead of another no longer holds a segment back (bounded memory on bad muxing).
+MAX_STREAM_SKEW = 2.0
+#: S3 ranged reads: block size and blocks kept (sequential demuxing touches one or two at a time).
+S3_BLOCK = 8 * 1024 * 1024
+S3_BLOCKS_CACHED = 4
+
+# libav's own log output stays off (PyAV's default): forwarding it into Python from the decoder's
+# worker threads can deadlock with frame threading, and every signal used here is deterministic.
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    source: str
+    duration: float
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- opening
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable read-only file over an S3 object, read in cached blocks with ranged GETs."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key = client, bucket, key
+        head = client.head_object(Bucket=bucket, Key=key)
+        self._size = int(head["ContentLength"])
+        self._pos = 0
+        self._blocks: dict[int, bytes] = {}
+        self._order: deque[int] = deque()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def _block(self, n: int) -> bytes:
+        if n not in self._blocks:
+            start = n * S3_BLOCK
+            end = min(self._size, start + S3_BLOCK) - 1
+            resp = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}"
+            )
+            self._blocks[n] = resp["Body"].read()
+            self._order.append(n)
+            while len(self._order) > S3_BLOCKS_CACHED:
+                self._blocks.pop(self._order.popleft(), None)
+        return self._blocks[n]
+
+    def readinto(self, b: Any) -> int:
+        if self._pos >= self._size:
+            return 0
+        n, off = divmod(self._pos, S3_BLOCK)
+        data = self._block(n)[off : off + len(b)]
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human reason from an FFmpeg error (its last log line says the most)."""
+    text = str(exc)
+    m = re.search(r"last error log: \[[^\]]*\] (.*)$", text)
+    detail = m.group(1).strip().rstrip(".") if m else ""
+    if isinstance(exc, av.error.FFmpegError):
+        base = exc.strerror or type(exc).__name__
+    else:
+        base = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    if "moov atom not found" in detail:
+        return "MP4 index (moov atom) not found: the file is truncated or was never finalised"
+    if isinstance(exc, av.error.InvalidDataError) and not detail:
+        return "not a media file FFmpeg can read (invalid data)"
+    return f"{base}: {detail}" if detail else base
+
+
+def _open_container(source: str, s3_client: Any | None) -> Any:
+    parsed = urlparse(source)
+    try:
+        if parsed.scheme == "s3":
+            if s3_client is None:
+                import boto3
+
+                s3_client = boto3.client("s3")
+            try:
+                reader = S3RangeReader(s3_client, parsed.netloc, parsed.path.lstrip("/"))
+            except Exception as exc:
+                raise BadSourceError(source, f"cannot read S3 object: {exc}") from None
+            if reader._size == 0:
+                raise BadSourceError(source, "empty object")
+            return av.open(io.BufferedReader(reader, buffer_size=1 << 20), mode="r")
+        if parsed.scheme in ("http", "https"):
+            return av.open(source, mode="r", timeout=(10.0, 30.0))
+        path = parsed.path if parsed.scheme == "file" else source
+        if not os.path.exists(path):
+            raise BadSourceError(source, "no such file")
+        if os.path.isdir(path):
+            raise BadSourceError(source, "is a directory, not a media file")
+        if os.path.getsize(path) == 0:
+            raise BadSourceError(source, "empty file")
+        try:
+            return av.open(path, mode="r")
+        except av.error.InvalidDataError:
+            with open(path, "rb") as f:
+                head = f.read(12)
+            if head[4:8] == b"ftyp":
+                raise BadSourceError(
+                    source,
+                    "MP4 index (moov atom) not found: the file is truncated or was never finalised",
+                ) from None
+            raise
+    except BadSourceError:
+        raise
+    except (av.error.FFmpegError, OSError) as exc:
+        raise BadSourceError(source, _reason(exc)) from None
+
+
+def _decodable(stream: Any) -> str | None:
+    """``None`` if FFmpeg can decode the stream, else the reason."""
+    try:
+        ctx = stream.codec_context
+    except Exception as exc:  # pragma: no cover - depends on FFmpeg build
+        return f"codec unavailable ({exc})"
+    if ctx is None:
+        return f"no decoder for codec tag {stream.codec_tag!r}"
+    try:
+        codec = ctx.codec
+        if codec is None or not codec.is_decoder:
+            return f"no decoder for codec {ctx.name!r}"
+    except Exception:
+        return f"no decoder for codec {getattr(ctx, 'name', '?')!r}"
+    return None
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+class _Builder:
+    """Collects one segment's frames and samples."""
+
+    __slots__ = ("a_chunks", "a_cursor", "a_first", "corrupt", "gaps", "keys", "planes", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.planes: list[NDArray[np.uint8]] = []
+        self.keys: list[bool] = []
+        self.corrupt: list[bool] = []
+        self.gaps: list[float] = []
+        self.a_chunks: list[NDArray[np.float32]] = []
+        self.a_first: int | None = None
+        self.a_cursor = 0
+
+    def add_audio(self, first: int, pcm: NDArray[np.float32]) -> None:
+        """Place ``pcm`` (channels, n) at absolute sample index ``first`` (gaps -> zeros)."""
+        if self.a_first is None:
+            self.a_first = first
+            self.a_cursor = first
+        if first > self.a_cursor:
+            self.a_chunks.append(np.zeros((pcm.shape[0], first - self.a_cursor), np.float32))
+            self.a_cursor = first
+        elif first < self.a_cursor:
+            pcm = pcm[:, self.a_cursor - first :]
+        if pcm.shape[1]:
+            self.a_chunks.append(pcm)
+            self.a_cursor += pcm.shape[1]
+
+
+def _luma_view(frame: Any) -> NDArray[np.uint8]:
+    """Zero-copy ``(height, width)`` view of a frame's luma plane (row stride = line_size)."""
+    plane = frame.planes[0]
+    buf = np.frombuffer(plane, dtype=np.uint8)
+    return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+_GRAY_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray",
+                 "nv12", "yuv420p10le"}
+
+
+class _VideoState:
+    """Per-stream state that turns decoded frames into timed luma + signals."""
+
+    def __init__(self, stream: Any, t0: float) -> None:
+        self.stream = stream
+        self.tb = float(stream.time_base)
+        self.t0 = t0
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self.nominal = 1.0 / float(rate) if rate else 1.0 / 30.0
+        self.deltas: deque[float] = deque(maxlen=15)
+        self.prev: float | None = None
+        self.pending_error = False
+        self.width = int(stream.codec_context.width or 0)
+        self.height = int(stream.codec_context.height or 0)
+
+    def frame_duration(self) -> float:
+        if len(self.deltas) >= 3:
+            return float(np.median(self.deltas))
+        return self.nominal
+
+    def convert(self, frame: Any) -> tuple[float, NDArray[np.uint8], bool, bool, float] | None:
+        if frame.pts is None:
+            return None
+        key, damaged = bool(frame.key_frame), bool(frame.is_corrupt)
+        t = frame.pts * self.tb - self.t0
+        if self.prev is not None and t <= self.prev:
+            # A timestamp that runs backwards is damage (a broken PES header, a spliced packet):
+            # drop the frame to keep time monotonic and mark the next one.
+            self.pending_error = True
+            return None
+        dur = self.frame_duration()
+        gap = 0.0
+        if self.prev is not None:
+            delta = t - self.prev
+            gap = max(0.0, delta - dur)
+            # Only plausible cadence changes update the estimate; a gap must not teach itself.
+            if delta < 1.5 * dur or len(self.deltas) < 3:
+                self.deltas.append(delta)
+        self.prev = t
+        if frame.format.name in _GRAY_FORMATS or frame.format.name.startswith("yuv"):
+            if frame.format.name.endswith("10le"):
+                frame = frame.reformat(format="gray")
+        else:
+            frame = frame.reformat(format="gray")
+        luma = _luma_view(frame)
+        self.width, self.height = luma.shape[1], luma.shape[0]
+        # A rejected packet taints the next frame out unless that frame starts a new picture.
+        corrupt = damaged or (self.pending_error and not key)
+        self.pending_error = False
+        return t, luma, key, corrupt, gap
+
+
+def iter_segments(
+    source: str,
+    *,
+    segment_seconds: float = 1.0,
+    start_index: int = 0,
+    stop_index: int | None = None,
+    s3_client: Any | None = None,
+    info: dict[str, Any] | None = None,
+) -> Iterator[Segment]:
+    """Decode ``source`` into consecutive segments, from ``start_index`` (seeking) on.
+
+    ``info``, if given, is filled with ``has_video``, ``has_audio``, ``skipped`` (stream -> reason)
+    and, once the iterator is exhausted, ``duration``.
+    Raises :class:`BadSourceError` when nothing in the source can be analysed.
+    """
+    if not segment_seconds > 0:
+        raise ValueError("segment_seconds must be positive")
+    info = {} if info is None else info
+    container = _open_container(source, s3_client)
+    with container:
+        yield from _segments(container, source, segment_seconds, start_index, stop_index, info)
+
+
+def _segments(
+    container: Any,
+    source: str,
+    seg_len: float,
+    start_index: int,
+    stop_index: int | None,
+    info: dict[str, Any],
+) -> Iterator[Segment]:
+    skipped: dict[str, str] = {}
+    video = next(iter(container.streams.video), None)
+    audio = next(iter(container.streams.audio), None)
+    if video is not None and (why := _decodable(video)):
+        skipped["video"] = why
+        video = None
+    if audio is not None and (why := _decodable(audio)):
+        skipped["audio"] = why
+        audio = None
+    if video is None and audio is None:
+        reason = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no audio or video stream"
+        raise BadSourceError(source, reason)
+    info.update(has_video=video is not None, has_audio=audio is not None, skipped=skipped)
+
+    starts = [
+        s.start_time * float(s.time_base)
+        for s in (video, audio)
+        if s is not None and s.start_time is not None
+    ]
+    t0 = min(starts) if starts else 0.0
+    vstate = _VideoState(video, t0) if video is not None else None
+    if video is not None:
+        video.thread_type = "AUTO"
+    rate = int(audio.codec_context.sample_rate or audio.rate or 48000) if audio is not None else 0
+    seg_samples = round(seg_len * rate) if rate else 0
+    a_tb = float(audio.time_base) if audio is not None else 0.0
+
+    first_t = start_index * seg_len
+    if start_index > 0:
+        target = t0 + max(0.0, first_t - SEEK_PREROLL)
+        try:
+            container.seek(int(target * av.time_base), backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise BadSourceError(source, f"cannot seek to segment {start_index}: {_reason(exc)}")
+
+    builders: dict[int, _Builder] = {}
+    next_emit = start_index
+    watermark = {"v": -math.inf if video is not None else math.inf,
+                 "a": -math.inf if audio is not None else math.inf}
+    last_v_end = 0.0
+    last_a_end = 0.0
+    decoded_any = False
+    demux_streams = [s for s in (video, audio) if s is not None]
+
+    def builder(k: int) -> _Builder:
+        b = builders.get(k)
+        if b is None:
+            b = builders[k] = _Builder()
+        return b
+
+    def make(k: int, last: bool) -> Segment:
+        b = builders.pop(k, None) or _Builder()
+        vt = None
+        if vstate is not None:
+            vt = VideoTrack(
+                times=np.asarray(b.times, dtype=np.float64),
+                planes=b.planes,
+                key=np.asarray(b.keys, dtype=np.bool_),
+                corrupt=np.asarray(b.corrupt, dtype=np.bool_),
+                gap_before=np.asarray(b.gaps, dtype=np.float64),
+                frame_duration=vstate.frame_duration(),
+                width=vstate.width,
+                height=vstate.height,
+            )
+        at = None
+        if audio is not None:
+            chans = len(audio.codec_context.layout.channels) or 1
+            pcm = (
+                np.concatenate(b.a_chunks, axis=1)
+                if b.a_chunks
+                else np.zeros((chans, 0), np.float32)
+            )
+            first = b.a_first if b.a_first is not None else k * seg_samples
+            at = AudioTrack(start=first / rate, rate=rate, samples=pcm)
+        return Segment(index=k, start=k * seg_len, end=(k + 1) * seg_len, video=vt, audio=at,
+                       last=last)
+
+    def ready() -> Iterator[Segment]:
+        nonlocal next_emit
+        low = min(watermark.values())
+        finite = [v for v in watermark.values() if v != math.inf]
+        high = max(finite) if finite else low
+        while True:
+            end = (next_emit + 1) * seg_len
+            if not (low >= end - 1e-9 or (high - end) > MAX_STREAM_SKEW):
+                return
+            if stop_index is not None and next_emit >= stop_index:
+                return
+            yield make(next_emit, last=False)
+            next_emit += 1
+
+    def on_video(frame: Any) -> None:
+        nonlocal last_v_end, decoded_any
+        assert vstate is not None
+        conv = vstate.convert(frame)
+        if conv is None:
+            return
+        t, luma, key, corrupt, gap = conv
+        decoded_any = True
+        last_v_end = t + vstate.frame_duration()
+        watermark["v"] = t
+        if t < first_t - 1e-9:
+            return
+        k = int(math.floor(t / seg_len + 1e-9))
+        if k < next_emit:
+            return  # a late frame for a segment already handed out: its time was passed
+        b = builder(k)
+        b.times.append(t)
+        b.planes.append(luma)
+        b.keys.append(key)
+        b.corrupt.append(corrupt)
+        b.gaps.append(gap)
+
+    def on_audio(frame: Any) -> None:
+        nonlocal last_a_end, decoded_any
+        if frame.pts is None:
+            return
+        pcm = frame.to_ndarray()
+        if pcm.dtype != np.float32:
+            pcm = _to_float(pcm)
+        if not frame.format.is_planar:
+            chans = len(frame.layout.channels)
+            pcm = pcm.reshape(-1, chans).T
+        first = round((frame.pts * a_tb - t0) * rate)
+        n = pcm.shape[1]
+        decoded_any = True
+        last_a_end = max(last_a_end, (first + n) / rate)
+        watermark["a"] = (first + n) / rate
+        lo = max(first, start_index * seg_samples)
+        if lo < 0:
+            lo = 0
+        pos = lo
+        while pos < first + n:
+            k = pos // seg_samples
+            seg_end = (k + 1) * seg_samples
+            hi = min(first + n, seg_end)
+            if k >= next_emit:
+                builder(k).add_audio(pos, pcm[:, pos - first : hi - first])
+            pos = hi
+
+    try:
+        for packet in container.demux(*demux_streams):
+            is_video = video is not None and packet.stream is video
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                # The decoder rejected this packet: the frame it carried is lost (a timestamp gap)
+                # and the next frame out references damaged data.
+                if is_video and vstate is not None:
+                    vstate.pending_error = True
+                log.debug("%s: packet rejected: %s", source, exc)
+                continue
+            for frame in frames:
+                if is_video:
+                    on_video(frame)
+                else:
+                    on_audio(frame)
+            yield from ready()
+            if stop_index is not None and next_emit >= stop_index:
+                info["duration"] = max(last_v_end, last_a_end)
+                return
+    except av.error.FFmpegError as exc:
+        # Demuxing failed part-way (e.g. truncated file): analyse what decoded.
+        log.warning("%s: stopped reading: %s", source, _reason(exc))
+    # Flush the decoders.
+    for s in demux_streams:
+        try:
+            for frame in s.decode(None):
+                if s is video:
+                    on_video(frame)
+                else:
+                    on_audio(frame)
+        except av.error.FFmpegError:
+            pass
+    if not decoded_any and start_index == 0:
+        raise BadSourceError(source, "no frame could be decoded")
+    duration = max(last_v_end, last_a_end)
+    info["duration"] = duration
+    final = max(next_emit, int(math.ceil(duration / seg_len - 1e-9)) - 1, *builders.keys(), 0)
+    while next_emit <= final:
+        if stop_index is not None and next_emit >= stop_index:
+            return
+        yield make(next_emit, last=next_emit == final)
+        next_emit += 1
+
+
+def _to_float(pcm: NDArray[Any]) -> NDArray[np.float32]:
+    if pcm.dtype == np.int16:
+        return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
+    if pcm.dtype == np.int32:
+        return (pcm.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if pcm.dtype == np.uint8:
+        return ((pcm.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    return pcm.astype(np.float32)
+
+
+def decode_segment(
+    source: str, index: int, *, segment_seconds: float = 1.0, s3_client: Any | None = None
+) -> Segment:
+    """Decode only segment ``index`` (seeking to it); ``last`` tells whether it ends the source.
+
+    An index past the end gives an empty segment with ``last=True``.
+    """
+    it = iter_segments(
+        source,
+        segment_seconds=segment_seconds,
+        start_index=index,
+        stop_index=index + 1,
+        s3_client=s3_client,
+    )
+    # A segment handed out before the end of the source has data after it; the one handed out at
+    # the end of the source carries last=True itself.
+    for seg in it:
+        return seg
+    return Segment(
+        index=index, start=index * segment_seconds, end=(index + 1) * segment_seconds, last=True
+    )
+
+
+def probe(source: str, *, s3_client: Any | None = None) -> SourceInfo:
+    """Stream facts from the container header (no full decode)."""
+    container = _open_container(source, s3_client)
+    with container:
+        v = next(iter(container.streams.video), None)
+        a = next(iter(container.streams.audio), None)
+        skipped: dict[str, str] = {}
+        if v is not None and (why := _decodable(v)):
+            skipped["video"], v = why, None
+        if a is not None and (why := _decodable(a)):
+            skipped["audio"], a = why, None
+        if v is None and a is None:
+            raise BadSourceError(source, "; ".join(skipped.values()) or "no audio or video stream")
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        rate = (v.average_rate or v.guessed_rate) if v is not None else None
+        return SourceInfo(
+            source=source,
+            duration=duration,
+            has_video=v is not None,
+            has_audio=a is not None,
+            video_codec=v.codec_context.name if v is not None else None,
+            audio_codec=a.codec_context.name if a is not None else None,
+            width=int(v.codec_context.width) if v is not None else 0,
+            height=int(v.codec_context.height) if v is not None else 0,
+            fps=float(rate) if rate else 0.0,
+            skipped=skipped,
+        )
