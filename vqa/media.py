@@ -198,7 +198,9 @@ def _decodable(stream: Any) -> str | None:
 class _Builder:
     """Collects one segment's frames and samples."""
 
-    __slots__ = ("a_chunks", "a_cursor", "a_first", "corrupt", "gaps", "keys", "planes", "times")
+    __slots__ = (
+        "a_chunks", "a_cursor", "a_first", "bframes", "corrupt", "gaps", "keys", "planes", "times",
+    )
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -206,6 +208,7 @@ class _Builder:
         self.keys: list[bool] = []
         self.corrupt: list[bool] = []
         self.gaps: list[float] = []
+        self.bframes: list[bool] = []
         self.a_chunks: list[NDArray[np.float32]] = []
         self.a_first: int | None = None
         self.a_cursor = 0
@@ -236,6 +239,10 @@ _GRAY_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj4
                  "nv12", "yuv420p10le"}
 
 
+#: AVPictureType: AV_PICTURE_TYPE_B.
+_PICT_B = 3
+
+
 class _VideoState:
     """Per-stream state that turns decoded frames into timed luma + signals."""
 
@@ -256,10 +263,13 @@ class _VideoState:
             return float(np.median(self.deltas))
         return self.nominal
 
-    def convert(self, frame: Any) -> tuple[float, NDArray[np.uint8], bool, bool, float] | None:
+    def convert(
+        self, frame: Any
+    ) -> tuple[float, NDArray[np.uint8], bool, bool, float, bool] | None:
         if frame.pts is None:
             return None
         key, damaged = bool(frame.key_frame), bool(frame.is_corrupt)
+        bframe = int(frame.pict_type) == _PICT_B
         t = frame.pts * self.tb - self.t0
         if self.prev is not None and t <= self.prev:
             # A timestamp that runs backwards is damage (a broken PES header, a spliced packet):
@@ -285,7 +295,7 @@ class _VideoState:
         # A rejected packet taints the next frame out unless that frame starts a new picture.
         corrupt = damaged or (self.pending_error and not key)
         self.pending_error = False
-        return t, luma, key, corrupt, gap
+        return t, luma, key, corrupt, gap, bframe
 
 
 def iter_segments(
@@ -379,6 +389,7 @@ def _segments(
                 key=np.asarray(b.keys, dtype=np.bool_),
                 corrupt=np.asarray(b.corrupt, dtype=np.bool_),
                 gap_before=np.asarray(b.gaps, dtype=np.float64),
+                bframe=np.asarray(b.bframes, dtype=np.bool_),
                 frame_duration=vstate.frame_duration(),
                 width=vstate.width,
                 height=vstate.height,
@@ -416,7 +427,7 @@ def _segments(
         conv = vstate.convert(frame)
         if conv is None:
             return
-        t, luma, key, corrupt, gap = conv
+        t, luma, key, corrupt, gap, bframe = conv
         decoded_any = True
         last_v_end = t + vstate.frame_duration()
         watermark["v"] = t
@@ -431,6 +442,7 @@ def _segments(
         b.keys.append(key)
         b.corrupt.append(corrupt)
         b.gaps.append(gap)
+        b.bframes.append(bframe)
 
     def on_audio(frame: Any) -> None:
         nonlocal last_a_end, decoded_any

@@ -44,6 +44,8 @@ class VideoTrack:
     frame_duration: float
     width: int
     height: int
+    #: B-pictures (no later anchor picture references them); from the decoder's picture type.
+    bframe: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
     _thumbs: NDArray[np.uint8] | None = field(default=None, repr=False)
     _hist: NDArray[np.int64] | None = field(default=None, repr=False)
 
@@ -133,6 +135,7 @@ class Segment:
                 "key": v.key.tolist(),
                 "corrupt": v.corrupt.tolist(),
                 "gap_before": v.gap_before.tolist(),
+                "bframe": v.bframe.tolist(),
             },
             "audio": None
             if self.audio is None
@@ -195,6 +198,7 @@ class Segment:
                 key=np.asarray(v["key"], dtype=np.bool_),
                 corrupt=np.asarray(v["corrupt"], dtype=np.bool_),
                 gap_before=np.asarray(v["gap_before"], dtype=np.float64),
+                bframe=np.asarray(v["bframe"], dtype=np.bool_),
                 frame_duration=float(v["frame_duration"]),
                 width=int(v["width"]),
                 height=int(v["height"]),

@@ -9,9 +9,10 @@ re-run never duplicates a defect or an alert).
 Nothing is lost when a task dies or is stopped:
 
 - every ``checkpoint_every`` segments the worker saves the next segment index and the detectors'
-  state (JSON) to the checkpoint bucket; a replacement resumes from there, and since detector
-  state round-trips exactly, it reports exactly the defects of an uninterrupted run (defects
-  re-reported after the checkpoint hit the same keys);
+  state (JSON) to the checkpoint bucket; a replacement restores the state and runs the detectors
+  from there (decoding the prefix again without analysing it, so that the segments are
+  bit-identical), and since detector state round-trips exactly it reports exactly the defects of
+  an uninterrupted run (defects re-reported after the checkpoint hit the same keys);
 - while it works it extends the message's visibility (a heartbeat), so a live worker keeps its
   job and a dead one's job reappears after ``visibility_seconds``;
 - on SIGTERM (ECS scale-in, deployment, spot reclaim) it finishes the current segment,
@@ -124,6 +125,8 @@ class WorkerSettings:
     wait_seconds: int = 20
     #: Delay before a failed job is offered again (``min(cap, 2**receives)``); 0 retries at once.
     retry_delay_cap: int = 30
+    #: ``replay`` (exact) or ``seek`` (faster): how a resumed job reaches its checkpoint.
+    resume: str = "replay"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerSettings:
@@ -135,6 +138,7 @@ class WorkerSettings:
             "table": env.get("VQA_TABLE", ""),
             "checkpoint_bucket": env.get("VQA_CHECKPOINT_BUCKET", ""),
             "topic_arn": env.get("VQA_TOPIC_ARN") or None,
+            "resume": env.get("VQA_RESUME") or "replay",
         }
         for name, conv in (
             ("segment_seconds", float),
@@ -322,6 +326,10 @@ class JobResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+#: How a resumed job gets back to its checkpoint (see :func:`run_detectors`).
+RESUME_MODES = ("replay", "seek")
+
+
 def run_detectors(
     job: Job,
     *,
@@ -332,17 +340,29 @@ def run_detectors(
     save_checkpoint: Callable[[Checkpoint], None] | None = None,
     checkpoint_every: int = 10,
     after_segment: Callable[[int], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    resume: str = "replay",
 ) -> JobResult:
     """Decode ``job.source`` once and run the detector group over it, from ``checkpoint`` on.
 
     ``emit`` receives the defects each segment finished (and those ``flush`` closes at the end);
     ``save_checkpoint`` is called every ``checkpoint_every`` segments, and when ``should_stop``
-    turns true after a segment, in which case :class:`StopRequested` is raised.
+    turns true after a segment, in which case :class:`StopRequested` is raised. ``heartbeat`` is
+    called after every decoded segment, ``after_segment`` after every analysed one.
+
+    Resuming, ``resume="replay"`` (the default) decodes the source from its start again but runs
+    the detectors only from the checkpoint on: the segments they see are bit-identical to an
+    uninterrupted run's, so the defects are exactly the same. ``"seek"`` seeks to the checkpoint
+    instead (cheaper for long sources) but is exact only when decoding does not depend on
+    history: FFmpeg's AAC decoder draws perceptual-noise-substitution noise from a generator
+    seeded at the start of the stream, so audio decoded after a seek differs in its low bits.
     """
     from vqa.detectors import DetectorSet
     from vqa.media import iter_segments
 
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, not {resume!r}")
     dset = DetectorSet(list(detectors))
     start = 0
     written = 0
@@ -355,12 +375,18 @@ def run_detectors(
     segs: Iterator[Any] = iter_segments(
         job.source,
         segment_seconds=job.segment_seconds,
-        start_index=start,
+        start_index=start if resume == "seek" else 0,
         s3_client=s3_client,
         info=info,
     )
     with contextlib.closing(segs):  # type: ignore[type-var]
         for seg in segs:
+            if heartbeat is not None:
+                heartbeat()
+            if seg.index < start:  # replaying up to the checkpoint: decode only
+                if should_stop():
+                    raise StopRequested(f"stopped while replaying to segment {start}")
+                continue
             found = dset.process(seg)
             if found:
                 emit(found)
@@ -547,7 +573,6 @@ class Worker:
             )
 
         def after_segment(index: int) -> None:
-            heartbeat.beat()
             if self.after_segment_hook is not None:
                 self.after_segment_hook(self, index)
 
@@ -560,7 +585,9 @@ class Worker:
             save_checkpoint=save,
             checkpoint_every=s.checkpoint_every,
             after_segment=after_segment,
+            heartbeat=heartbeat.beat,
             should_stop=lambda: self.stopping,
+            resume=s.resume,
         )
         item = update_shard_status(
             c.dynamodb,
@@ -752,6 +779,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-seconds", type=int, help="long-poll wait (default 20)")
     p.add_argument("--retry-delay-cap", type=int, help="longest delay before a retry (s)")
     p.add_argument(
+        "--resume",
+        choices=RESUME_MODES,
+        default=None,
+        help="how a resumed job reaches its checkpoint: replay (exact, default) or seek "
+        "(VQA_RESUME)",
+    )
+    p.add_argument(
         "--endpoint-url",
         default=os.environ.get("VQA_ENDPOINT_URL"),
         help="AWS endpoint override (local emulation; VQA_ENDPOINT_URL)",
@@ -792,6 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_receives=args.max_receives,
         wait_seconds=args.wait_seconds,
         retry_delay_cap=args.retry_delay_cap,
+        resume=args.resume,
     )
     if missing := settings.missing():
         print(f"vqa.worker: error: missing settings: {', '.join(missing)}", file=sys.stderr)

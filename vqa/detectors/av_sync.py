@@ -6,8 +6,11 @@ instant in the sound. Without marks this detector measures nothing and reports n
 
 - A flash is a frame whose mean luma rises by at least ``flash_jump`` over the previous frame and
   falls back by as much within ``flash_max_frames`` (a scene cut to a bright shot does not).
-- A beep is a burst of sound: 1 ms energy windows rising ``beep_rise_db`` above the running
-  background, lasting between ``beep_min`` and ``beep_max``; its onset is its first loud window.
+- A beep is a burst of sound: a 1 ms energy window at least ``beep_rise_db`` above the loudest of
+  the previous ``onset_history``, staying within ``beep_sustain_db`` of that level for between
+  ``beep_min`` and ``beep_max``; its onset is its first loud window. Onsets are tracked twice:
+  broadband, and in a narrow band around ``beep_hz`` (1 kHz, the usual sync-test tone), which finds
+  a beep mixed into programme sound; a flash pairs with a tone-band beep first.
 - Each flash pairs with the nearest beep within ``max_offset``; the offset is ``beep - flash`` in
   milliseconds (positive: audio late).
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from vqa.defects import Defect
 from vqa.detectors.base import Detector
@@ -30,15 +34,18 @@ from vqa.segment import Segment
 
 _LEVELS = np.arange(256, dtype=np.float64)
 
-
 @dataclass(frozen=True)
 class AvSyncConfig:
     early_ms: float = 45.0  # BT.1359: sound before picture, detectability threshold
     late_ms: float = 125.0  # BT.1359: sound after picture, detectability threshold
     flash_jump: float = 60.0  # luma levels
     flash_max_frames: int = 4
-    beep_rise_db: float = 20.0
+    beep_rise_db: float = 20.0  # onset: this far above the loudest of the last onset_history
     beep_floor_db: float = -45.0  # a beep is at least this loud (dBFS)
+    beep_sustain_db: float = 10.0  # a beep stays within this of its onset level
+    onset_history: float = 0.030  # seconds
+    beep_hz: float = 1000.0  # the usual sync-test tone; its band is tracked besides broadband
+    tone_window: float = 0.004  # seconds: tone-band integration (about 250 Hz wide)
     beep_min: float = 0.030  # seconds
     beep_max: float = 0.400  # seconds
     max_offset: float = 0.5  # seconds
@@ -56,10 +63,13 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         self._prev_mean: float | None = None
         self._cand: list[float] | None = None  # [time, mean, frames since]
         self._flashes: list[float] = []
-        # Audio: background energy (dB), burst tracking.
-        self._bg: float | None = None
-        self._burst: list[float] | None = None  # [onset, last loud window end]
-        self._beeps: list[float] = []
+        # Audio: two onset trackers, broadband and the beep_hz tone band, each with the recent
+        # window levels (dB) and the burst under way [onset, end of last loud window, level].
+        self._bb: dict[str, Any] = {"recent": [], "burst": None}
+        self._tn: dict[str, Any] = {"recent": [], "burst": None}
+        self._ztail: list[list[float]] = []  # last tone-window sums (re, im) for the sliding sum
+        self._beeps: list[float] = []  # broadband onsets
+        self._tones: list[float] = []  # tone-band onsets (preferred when pairing)
         self._audio_end = 0.0
         self._carry: list[float] = []  # samples of an incomplete energy window
         # Marks and the open defect.
@@ -96,40 +106,90 @@ class AvSyncDetector(Detector[AvSyncConfig]):
             return
         cfg = self.config
         win = max(1, round(cfg.window * a.rate))
-        mono = np.abs(a.samples).max(axis=0)
-        carry = np.asarray(self._carry, dtype=np.float32)
+        mono = a.samples.mean(axis=0, dtype=np.float64)
+        carry = np.asarray(self._carry, dtype=np.float64)
         start = a.start - carry.size / a.rate
         x = np.concatenate([carry, mono]) if carry.size else mono
         n = x.size // win
         self._carry = x[n * win :].tolist()
+        self._end = max(self._end, a.end)
         if n == 0:
             return
-        frames = x[: n * win].reshape(n, win).astype(np.float64)
-        energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-        for j in range(n):
-            e = float(energy[j])
-            t = start + j * win / a.rate
-            if self._bg is None:
-                self._bg = e
-            loud = e >= self._bg + cfg.beep_rise_db and e >= cfg.beep_floor_db
-            if self._burst is None:
-                if loud:
-                    self._burst = [t, t + win / a.rate]
-                else:
-                    # Track the background slowly while no burst is under way (0.5 s constant).
-                    self._bg += (e - self._bg) * min(1.0, cfg.window / 0.5)
-            elif e >= self._bg + cfg.beep_rise_db - 6.0:
-                self._burst[1] = t + win / a.rate
-                if self._burst[1] - self._burst[0] > cfg.beep_max:
-                    self._burst = None  # too long: programme sound, not a beep
-                    self._bg = e
+        frames = x[: n * win].reshape(n, win)
+        broadband = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        # Tone band: demodulate at beep_hz (phase from the absolute sample index, so segments
+        # join seamlessly) and sum over tone_window: a narrow band-pass on a 1 ms grid.
+        first = round(start * a.rate)
+        phase = 2j * np.pi * cfg.beep_hz / a.rate * np.arange(first, first + n * win)
+        z = (frames.ravel() * np.exp(-phase)).reshape(n, win).sum(axis=1)
+        m = max(1, round(cfg.tone_window / cfg.window))
+        tail = np.asarray([complex(r, i) for r, i in self._ztail], dtype=np.complex128)
+        zz = np.concatenate([tail, z])
+        csum = np.concatenate([[0], np.cumsum(zz)])
+        k = np.arange(tail.size, zz.size) + 1
+        sums = csum[k] - csum[np.maximum(k - m, 0)]
+        tone = 20 * np.log10(2 * np.abs(sums) / (m * win) + 1e-9)
+        keep = zz[-(m - 1) :] if m > 1 else zz[:0]
+        self._ztail = [[float(c.real), float(c.imag)] for c in keep]
+        hop = win / a.rate
+        self._track(self._bb, broadband, start, hop, self._beeps, rise=1)
+        self._track(self._tn, tone, start, hop, self._tones, rise=m)
+        self._audio_end = start + n * hop
+
+    def _track(
+        self,
+        st: dict[str, Any],
+        levels: NDArray[np.float64],
+        start: float,
+        hop: float,
+        found: list[float],
+        *,
+        rise: int,
+    ) -> None:
+        """Burst onsets in a 1 ms level series (dB), carrying ``st`` across segments.
+
+        ``rise`` is how many windows an onset takes to build up in this series (the tone band's
+        integration); the reference level is the loudest window before that.
+        """
+        cfg = self.config
+        history = int(round(cfg.onset_history / cfg.window)) + rise
+        recent = np.concatenate([np.asarray(st["recent"], dtype=np.float64), levels])
+        base = len(st["recent"])
+        # Loudest of the `history` windows before the build-up, for every window at once.
+        prev_max = np.full(levels.size, -np.inf)
+        for lag in range(rise + 1, history + 1):
+            idx = np.arange(levels.size) + base - lag
+            ok = idx >= 0
+            prev_max[ok] = np.maximum(prev_max[ok], recent[idx[ok]])
+        rising = (levels >= prev_max + cfg.beep_rise_db) & (levels >= cfg.beep_floor_db)
+        burst = st["burst"]
+        j = 0
+        while j < levels.size:
+            t = start + j * hop
+            if burst is None:
+                nxt = np.flatnonzero(rising[j:])
+                if nxt.size == 0:
+                    break
+                j += int(nxt[0])
+                # The onset is where the build-up began: the first of the last `rise` windows
+                # already well above the reference.
+                k = j
+                while k > j - rise and k - 1 + base >= 0 and (
+                    recent[k - 1 + base] >= prev_max[j] + cfg.beep_rise_db / 3
+                ):
+                    k -= 1
+                burst = [start + k * hop, start + (j + 1) * hop, float(levels[j])]
+            elif levels[j] >= burst[2] - cfg.beep_sustain_db:
+                burst[1] = t + hop
+                if burst[1] - burst[0] > cfg.beep_max:
+                    burst = None  # too long: programme sound, not a beep
             else:
-                length = self._burst[1] - self._burst[0]
-                if length >= cfg.beep_min:
-                    self._beeps.append(self._burst[0])
-                self._burst = None
-        self._audio_end = start + n * win / a.rate
-        self._end = max(self._end, a.end)
+                if burst[1] - burst[0] >= cfg.beep_min:
+                    found.append(burst[0])
+                burst = None
+            j += 1
+        st["burst"] = burst
+        st["recent"] = recent[-history:].tolist()
 
     # ---- pairing
     def _pair(self, final: bool) -> list[Defect]:
@@ -138,13 +198,16 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         # A flash is resolved once the audio has been seen far enough past it.
         while self._flashes and (final or self._flashes[0] + cfg.max_offset <= self._audio_end):
             f = self._flashes.pop(0)
-            near = [b for b in self._beeps if abs(b - f) <= cfg.max_offset]
-            if near:
-                b = min(near, key=lambda b: (abs(b - f), b))
-                self._beeps.remove(b)
-                out += self._mark(f, (b - f) * 1000.0)
-        horizon = (self._flashes[0] if self._flashes else self._audio_end) - cfg.max_offset
-        self._beeps = [b for b in self._beeps if b >= horizon - cfg.max_offset]
+            for pool in (self._tones, self._beeps):
+                near = [b for b in pool if abs(b - f) <= cfg.max_offset]
+                if near:
+                    b = min(near, key=lambda b: (abs(b - f), b))
+                    pool.remove(b)
+                    out += self._mark(f, (b - f) * 1000.0)
+                    break
+        horizon = (self._flashes[0] if self._flashes else self._audio_end) - 2 * cfg.max_offset
+        self._beeps = [b for b in self._beeps if b >= horizon]
+        self._tones = [b for b in self._tones if b >= horizon]
         return out
 
     def _mark(self, flash: float, offset_ms: float) -> list[Defect]:
@@ -185,7 +248,10 @@ class AvSyncDetector(Detector[AvSyncConfig]):
             "prev_mean": self._prev_mean,
             "cand": self._cand,
             "flashes": self._flashes,
-            "bg": self._bg,
+            "bb": self._bb,
+            "tn": self._tn,
+            "ztail": self._ztail,
+            "tones": self._tones,
             "burst": self._burst,
             "beeps": self._beeps,
             "audio_end": self._audio_end,
@@ -199,7 +265,10 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         self._prev_mean = state["prev_mean"]
         self._cand = state["cand"]
         self._flashes = list(state["flashes"])
-        self._bg = state["bg"]
+        self._bb = {"recent": list(state["bb"]["recent"]), "burst": state["bb"]["burst"]}
+        self._tn = {"recent": list(state["tn"]["recent"]), "burst": state["tn"]["burst"]}
+        self._ztail = [list(c) for c in state["ztail"]]
+        self._tones = list(state["tones"])
         self._burst = state["burst"]
         self._beeps = list(state["beeps"])
         self._audio_end = state["audio_end"]

@@ -24,7 +24,7 @@ from vqa.segment import Segment
 @dataclass(frozen=True)
 class ClippingConfig:
     level: float = 0.98  # fraction of full scale
-    bridge: float = 0.025  # seconds between over-level samples that still join one cluster
+    bridge: float = 0.15  # seconds between over-level samples that still join one cluster
     min_samples: int = 24  # over-level samples in a cluster (0.5 ms at 48 kHz)
     min_duration: float = 0.0  # seconds
 

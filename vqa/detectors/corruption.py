@@ -6,13 +6,15 @@ detector therefore starts from the decoder's own signals, which media conversion
 
 - ``corrupt``: the decoder concealed errors in the frame (``AV_FRAME_FLAG_CORRUPT``), or rejected the
   packet before it (the frame out next references damaged data), or a timestamp ran backwards;
-- ``gap_before``: time missing before the frame beyond one frame duration (a dropped packet, which
-  leaves no other trace when the lost frame was not a reference).
+- timestamp gaps: a frame interval longer than ``gap_frames`` cadences (the median of the last 15
+  intervals) *followed by the old cadence again* is a dropped packet; a new cadence that holds is a
+  variable-frame-rate change, not damage (hence a one-frame look-ahead).
 
-A damaged picture stays damaged until the next keyframe that decodes clean (prediction carries the
-damage forward), so the reported interval runs from the first damaged frame, or from where the
-missing frames would have been shown, to that keyframe. A gap whose next frame decodes clean spoils
-only the missing frames. Intervals closer than ``merge_window`` are reported as one.
+Damage spreads along prediction: a damaged or missing anchor picture (I/P) spoils every picture
+until the next keyframe that decodes clean, and the B-pictures shown just before it (they predict
+from it), so an interval starts at the first picture after the previous anchor. A damaged
+B-picture spoils only B-pictures up to the next clean anchor. A lost picture's type is unknown, so
+a gap is treated as a lost anchor (recall first). Intervals closer than ``merge_window`` are one.
 
 An image measure checks the decoder's word where it has none to give: ``blockiness`` is the ratio of
 luma steps across the 8-pixel coding-block grid to steps inside blocks (about 1 on clean pictures,
@@ -35,7 +37,7 @@ from vqa.segment import Segment
 
 @dataclass(frozen=True)
 class CorruptionConfig:
-    gap_frames: float = 0.5  # a gap beyond this many frame durations is missing pictures
+    gap_frames: float = 1.5  # an interval this many cadences long is a gap (if cadence resumes)
     merge_window: float = 0.5  # seconds: closer intervals are one defect
     image_threshold: float = 2.5  # blockiness ratio for image-only evidence
     image_min_frames: int = 3
@@ -43,10 +45,10 @@ class CorruptionConfig:
 
 
 def blockiness(planes: list[NDArray[np.uint8]], row_step: int) -> NDArray[np.float64]:
-    """``(n,)`` mean |horizontal step| on the 8-px grid / mean step elsewhere, per frame.
+    """``(n,)`` mean |horizontal step| across the 8-px grid / mean step inside blocks, per frame.
 
     Sampled on every ``row_step``-th row of the full-resolution luma (the grid is lost on the
-    thumbnail). Flat pictures (no steps at all) give 1.0.
+    thumbnail). About 1 on clean pictures; flat pictures give 1.0.
     """
     out = np.ones(len(planes))
     for i, plane in enumerate(planes):
@@ -63,31 +65,49 @@ def blockiness(planes: list[NDArray[np.uint8]], row_step: int) -> NDArray[np.flo
     return out
 
 
+# A frame waiting for the next one: [time, key, corrupt, bframe, image_bad, interval before it]
+_Frame = list[Any]
+
+
 class CorruptionDetector(Detector[CorruptionConfig]):
     name = "corruption"
     needs = "video"
     Config = CorruptionConfig
 
     def reset(self) -> None:
-        self._open: float | None = None  # start of the open damaged interval (until a keyframe)
+        self._held: _Frame | None = None  # the one-frame look-ahead
+        self._deltas: list[float] = []  # recent frame intervals (cadence)
+        self._after_anchor: float | None = None  # first frame shown after the last anchor
+        self._open: list[Any] | None = None  # [start, until ("key" | "anchor" | "image")]
         self._pending: list[float] | None = None  # a closed interval held for merging
-        self._frames = 0  # damaged frames seen in the current/pending interval
+        self._frames = 0
         self._evidence: dict[str, int] = {}
-        self._image_run: list[float] = []  # start times of the current high-blockiness run
-        self._cause: str | None = None  # what opened the interval: "signal" or "image"
-        self._concealed = False  # a decoder-flagged frame since the interval opened
-        self._last_end = 0.0
+        self._image_run: list[float] = []
+        self._nominal = 1.0 / 30.0
 
-    # An interval closes into "pending" and is reported once nothing follows within merge_window.
-    def _begin(self, start: float, out: list[Defect]) -> None:
+    # ---- cadence
+    def _cadence(self) -> float:
+        return float(np.median(self._deltas)) if len(self._deltas) >= 3 else self._nominal
+
+    # ---- intervals
+    def _begin(self, start: float, until: str, out: list[Defect]) -> None:
+        if self._open is not None:
+            self._open[0] = min(self._open[0], start)
+            if until == "key" or self._open[1] == "image":
+                self._open[1] = until
+            return
         if self._pending is not None:
             if start - self._pending[1] <= self.config.merge_window:
-                self._open = min(self._pending[0], start)
+                self._open = [min(self._pending[0], start), until]
                 self._pending = None
                 return
             out += self._emit()
-        if self._open is None:
-            self._open = start
+        self._open = [start, until]
+
+    def _close(self, end: float) -> None:
+        if self._open is not None:
+            self._pending = [self._open[0], max(end, self._open[0])]
+            self._open = None
 
     def _emit(self) -> list[Defect]:
         if self._pending is None:
@@ -103,82 +123,102 @@ class CorruptionDetector(Detector[CorruptionConfig]):
     def _note(self, what: str) -> None:
         self._evidence[what] = self._evidence.get(what, 0) + 1
 
+    # ---- one frame, knowing the interval to the next one (None at the end of the stream)
+    def _judge(self, f: _Frame, next_delta: float | None, out: list[Defect]) -> None:
+        t, key, corrupt, bframe, image_bad, delta = f
+        cfg = self.config
+        if self._pending is not None and t - self._pending[1] > cfg.merge_window:
+            out += self._emit()
+        cad = self._cadence()
+        gap = (
+            delta is not None
+            and delta > cfg.gap_frames * cad
+            and (next_delta is None or next_delta <= cfg.gap_frames * cad)
+        )
+        if delta is not None and not gap:
+            self._deltas = [*self._deltas[-14:], delta]
+        # Where damage to this frame's references would first show: after the last anchor.
+        first_affected = self._after_anchor if self._after_anchor is not None else t
+        if gap:
+            missing_from = t - delta + cad
+            self._begin(min(first_affected, missing_from), "key", out)
+            self._note("timestamp_gap")
+        if corrupt:
+            self._begin(t if bframe else first_affected, "anchor" if bframe else "key", out)
+            self._note("decoder")
+        if self._open is not None:
+            until = self._open[1]
+            clean = not corrupt and not (gap and not key)
+            if clean and (key or (until == "anchor" and not bframe)):
+                self._close(t)
+            elif until != "image":
+                self._frames += 1
+        # Image-only evidence: a sustained run of pictures on a block grid.
+        if image_bad:
+            self._image_run.append(t)
+            if len(self._image_run) >= cfg.image_min_frames:
+                if self._open is None:
+                    self._begin(self._image_run[0], "image", out)
+                    self._note("blockiness")
+                if self._open is not None and self._open[1] == "image":
+                    self._frames += 1
+        else:
+            self._image_run = []
+            if self._open is not None and self._open[1] == "image":
+                self._close(t)
+        if bframe:
+            if self._after_anchor is None:
+                self._after_anchor = t
+        else:
+            self._after_anchor = None
+
     def process(self, segment: Segment) -> list[Defect]:
         v = segment.video
         if v is None or len(v) == 0:
             return []
-        cfg = self.config
+        self._nominal = v.frame_duration
+        bad = blockiness(v.planes, self.config.row_step) >= self.config.image_threshold
+        bframes = v.bframe if len(v.bframe) == len(v) else np.zeros(len(v), dtype=np.bool_)
         out: list[Defect] = []
-        image_bad = blockiness(v.planes, cfg.row_step) >= cfg.image_threshold
         for i in range(len(v)):
             t = float(v.times[i])
-            if self._pending is not None and t - self._pending[1] > cfg.merge_window:
-                out += self._emit()
-            gap = float(v.gap_before[i])
-            if gap > cfg.gap_frames * v.frame_duration:
-                # The missing pictures would have been shown from t - gap.
-                self._begin(t - gap, out)
-                self._note("timestamp_gap")
-                self._cause = "signal"
-            if v.corrupt[i]:
-                self._begin(t, out)
-                self._note("decoder")
-                self._cause = "signal"
-                self._concealed = True
-                self._frames += 1
-            elif self._open is not None and self._cause == "signal":
-                if v.key[i] or not self._concealed:
-                    # A clean keyframe makes the picture whole; a clean frame right after a gap
-                    # means the lost frame was not a reference: only the missing time was spoiled.
-                    self._end(t)
-                else:
-                    self._frames += 1
-            # Image-only evidence: a sustained run of block-grid pictures.
-            if image_bad[i]:
-                self._image_run.append(t)
-                if len(self._image_run) >= cfg.image_min_frames and self._open is None:
-                    self._begin(self._image_run[0], out)
-                    self._note("blockiness")
-                    self._cause = "image"
-                if self._open is not None and self._cause == "image":
-                    self._frames += 1
-            else:
-                self._image_run = []
-                if self._open is not None and self._cause == "image":
-                    self._end(t)
-            self._last_end = v.end_time(i)
+            delta = None if self._held is None else t - self._held[0]
+            if self._held is not None:
+                self._judge(self._held, delta, out)
+            self._held = [t, bool(v.key[i]), bool(v.corrupt[i]), bool(bframes[i]), bool(bad[i]),
+                          delta]
         return out
 
-    def _end(self, end: float) -> None:
-        if self._open is None:
-            return
-        self._pending = [self._open, max(end, self._open)]
-        self._open = None
-        self._concealed = False
-        self._cause = None
-
     def flush(self) -> list[Defect]:
-        self._end(self._last_end)
-        return self._emit()
+        out: list[Defect] = []
+        end = 0.0
+        if self._held is not None:
+            self._judge(self._held, None, out)
+            end = self._held[0] + self._cadence()
+            self._held = None
+        self._close(end)
+        return out + self._emit()
 
     def get_state(self) -> dict[str, Any]:
         return {
+            "held": self._held,
+            "deltas": self._deltas,
+            "after_anchor": self._after_anchor,
             "open": self._open,
             "pending": self._pending,
             "frames": self._frames,
             "evidence": self._evidence,
             "image_run": self._image_run,
-            "cause": self._cause,
-            "concealed": self._concealed,
-            "last_end": self._last_end,
+            "nominal": self._nominal,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._open = state["open"]
-        self._pending = state["pending"]
+        self._held = None if state["held"] is None else list(state["held"])
+        self._deltas = list(state["deltas"])
+        self._after_anchor = state["after_anchor"]
+        self._open = None if state["open"] is None else list(state["open"])
+        self._pending = None if state["pending"] is None else list(state["pending"])
         self._frames = state["frames"]
         self._evidence = dict(state["evidence"])
         self._image_run = list(state["image_run"])
-        self._cause = state["cause"]
-        self._concealed = state["concealed"]
-        self._last_end = state["last_end"]
+        self._nominal = state["nominal"]
