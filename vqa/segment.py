@@ -19,11 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 #: Width of the analysis thumbnails the video detectors share (see :func:`analysis_stride`).
-THUMB_TARGET_WIDTH = 320
+THUMB_TARGET_WIDTH = 160
 
 
 def analysis_stride(width: int) -> int:
-    """Decimation step for the shared analysis thumbnail: 1080p -> 6 (320x180), 720p -> 4."""
+    """Decimation step for the shared analysis thumbnail: 1080p -> 12 (160x90), 720p -> 8."""
     return max(1, width // THUMB_TARGET_WIDTH)
 
 
