@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 #: Seconds decoded before a seeked segment so that gap tracking and the audio decoder's overlap
 #: state match a continuous pass exactly.
 SEEK_PREROLL = 1.0
+#: Audio decoded before each segment by its own decoder (see :class:`_AudioSegmenter`).
+AUDIO_PREROLL = 0.25
 #: A stream this far ahead of another no longer holds a segment back (bounded memory on bad muxing).
 MAX_STREAM_SKEW = 2.0
 #: S3 ranged reads: block size and blocks kept (sequential demuxing touches one or two at a time).
@@ -182,7 +184,7 @@ def _decodable(stream: Any) -> str | None:
     except Exception as exc:  # pragma: no cover - depends on FFmpeg build
         return f"codec unavailable ({exc})"
     if ctx is None:
-        return f"no decoder for codec tag {stream.codec_tag!r}"
+        return f"FFmpeg has no decoder for this {stream.type} codec"
     try:
         codec = ctx.codec
         if codec is None or not codec.is_decoder:
@@ -298,6 +300,74 @@ class _VideoState:
         return t, luma, key, corrupt, gap, bframe
 
 
+class _AudioSegmenter:
+    """Decodes each segment's audio with a fresh decoder fed from ``AUDIO_PREROLL`` before it.
+
+    Lossy audio decoders carry state that never re-converges after a seek (FFmpeg's AAC decoder
+    draws perceptual-noise-substitution bands from a random generator seeded once per decoder), so
+    a segment decoded after a seek would differ from the same segment in a continuous pass. Giving
+    every segment its own decoder, started a fixed preroll before it, makes a segment's samples a
+    function of the segment alone: the same in ``vqa analyze``, in a monolith shard and in the
+    distributed converter that seeks to it. The cost is decoding the preroll twice (audio only).
+    """
+
+    def __init__(self, stream: Any, t0: float, rate: int, seg_samples: int) -> None:
+        cc = stream.codec_context
+        self.name, self.extradata, self.layout = cc.name, cc.extradata, cc.layout
+        self.t0, self.rate, self.seg_samples = t0, rate, seg_samples
+        self.preroll = round(AUDIO_PREROLL * rate)
+        self.packets: deque[tuple[int, int, Any]] = deque()
+        self.end = -math.inf  # seconds: end of the last packet demuxed
+
+    def add(self, packet: Any) -> None:
+        if packet.pts is None or not packet.size:
+            return
+        tb = float(packet.time_base)
+        first = round((packet.pts * tb - self.t0) * self.rate)
+        n = round((packet.duration or 0) * tb * self.rate) or 1024
+        self.packets.append((first, first + n, packet))
+        self.end = max(self.end, (first + n) / self.rate)
+
+    def _decoder(self) -> Any:
+        ctx = av.CodecContext.create(self.name, "r")
+        if self.extradata:
+            ctx.extradata = self.extradata
+        ctx.sample_rate = self.rate
+        ctx.layout = self.layout
+        return ctx
+
+    def decode(self, k: int, b: _Builder) -> bool:
+        """Put segment ``k``'s samples into ``b``; True if any decoded."""
+        lo, hi = k * self.seg_samples, (k + 1) * self.seg_samples
+        feed = [p for s0, e0, p in self.packets if e0 > lo - self.preroll and s0 < hi]
+        # Packets no later segment needs (its preroll starts at hi - preroll).
+        while self.packets and self.packets[0][1] <= hi - self.preroll:
+            self.packets.popleft()
+        if not feed:
+            return False
+        ctx = self._decoder()
+        got = False
+        for packet in [*feed, None]:
+            try:
+                frames = ctx.decode(packet)
+            except av.error.FFmpegError:
+                continue  # a damaged audio packet: its samples stay a hole (zeros)
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                pcm = frame.to_ndarray()
+                if pcm.dtype != np.float32:
+                    pcm = _to_float(pcm)
+                if not frame.format.is_planar:
+                    pcm = pcm.reshape(-1, len(frame.layout.channels)).T
+                first = round((frame.pts * float(frame.time_base) - self.t0) * self.rate)
+                a, z = max(first, lo, 0), min(first + pcm.shape[1], hi)
+                if z > a:
+                    b.add_audio(a, np.array(pcm[:, a - first : z - first], dtype=np.float32))
+                    got = True
+        return got
+
+
 def iter_segments(
     source: str,
     *,
@@ -354,7 +424,7 @@ def _segments(
         video.thread_type = "AUTO"
     rate = int(audio.codec_context.sample_rate or audio.rate or 48000) if audio is not None else 0
     seg_samples = round(seg_len * rate) if rate else 0
-    a_tb = float(audio.time_base) if audio is not None else 0.0
+    asegs = _AudioSegmenter(audio, t0, rate, seg_samples) if audio is not None else None
 
     first_t = start_index * seg_len
     if start_index > 0:
@@ -380,7 +450,10 @@ def _segments(
         return b
 
     def make(k: int, last: bool) -> Segment:
+        nonlocal decoded_any
         b = builders.pop(k, None) or _Builder()
+        if asegs is not None and asegs.decode(k, b):
+            decoded_any = True
         vt = None
         if vstate is not None:
             vt = VideoTrack(
@@ -444,50 +517,24 @@ def _segments(
         b.gaps.append(gap)
         b.bframes.append(bframe)
 
-    def on_audio(frame: Any) -> None:
-        nonlocal last_a_end, decoded_any
-        if frame.pts is None:
-            return
-        pcm = frame.to_ndarray()
-        if pcm.dtype != np.float32:
-            pcm = _to_float(pcm)
-        if not frame.format.is_planar:
-            chans = len(frame.layout.channels)
-            pcm = pcm.reshape(-1, chans).T
-        first = round((frame.pts * a_tb - t0) * rate)
-        n = pcm.shape[1]
-        decoded_any = True
-        last_a_end = max(last_a_end, (first + n) / rate)
-        watermark["a"] = (first + n) / rate
-        lo = max(first, start_index * seg_samples)
-        if lo < 0:
-            lo = 0
-        pos = lo
-        while pos < first + n:
-            k = pos // seg_samples
-            seg_end = (k + 1) * seg_samples
-            hi = min(first + n, seg_end)
-            if k >= next_emit:
-                builder(k).add_audio(pos, pcm[:, pos - first : hi - first])
-            pos = hi
-
     try:
         for packet in container.demux(*demux_streams):
-            is_video = video is not None and packet.stream is video
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as exc:
-                # The decoder rejected this packet: the frame it carried is lost (a timestamp gap)
-                # and the next frame out references damaged data.
-                if is_video and vstate is not None:
+            if asegs is not None and packet.stream is audio:
+                asegs.add(packet)
+                watermark["a"] = asegs.end
+                last_a_end = max(last_a_end, asegs.end)
+            else:
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as exc:
+                    # The decoder rejected this packet: the frame it carried is lost (a timestamp
+                    # gap) and the next frame out references damaged data.
+                    assert vstate is not None
                     vstate.pending_error = True
-                log.debug("%s: packet rejected: %s", source, exc)
-                continue
-            for frame in frames:
-                if is_video:
+                    log.debug("%s: packet rejected: %s", source, exc)
+                    continue
+                for frame in frames:
                     on_video(frame)
-                else:
-                    on_audio(frame)
             yield from ready()
             if stop_index is not None and next_emit >= stop_index:
                 info["duration"] = max(last_v_end, last_a_end)
@@ -495,17 +542,13 @@ def _segments(
     except av.error.FFmpegError as exc:
         # Demuxing failed part-way (e.g. truncated file): analyse what decoded.
         log.warning("%s: stopped reading: %s", source, _reason(exc))
-    # Flush the decoders.
-    for s in demux_streams:
+    if video is not None:
         try:
-            for frame in s.decode(None):
-                if s is video:
-                    on_video(frame)
-                else:
-                    on_audio(frame)
+            for frame in video.decode(None):
+                on_video(frame)
         except av.error.FFmpegError:
             pass
-    if not decoded_any and start_index == 0:
+    if not decoded_any and start_index == 0 and (asegs is None or asegs.end == -math.inf):
         raise BadSourceError(source, "no frame could be decoded")
     duration = max(last_v_end, last_a_end)
     info["duration"] = duration

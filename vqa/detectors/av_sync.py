@@ -252,7 +252,6 @@ class AvSyncDetector(Detector[AvSyncConfig]):
             "tn": self._tn,
             "ztail": self._ztail,
             "tones": self._tones,
-            "burst": self._burst,
             "beeps": self._beeps,
             "audio_end": self._audio_end,
             "carry": self._carry,
@@ -269,7 +268,6 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         self._tn = {"recent": list(state["tn"]["recent"]), "burst": state["tn"]["burst"]}
         self._ztail = [list(c) for c in state["ztail"]]
         self._tones = list(state["tones"])
-        self._burst = state["burst"]
         self._beeps = list(state["beeps"])
         self._audio_end = state["audio_end"]
         self._carry = list(state["carry"])

@@ -1,0 +1,123 @@
+"""Media conversion: segments, timestamps, zero-copy planes, sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import Corpus
+from vqa.errors import BadSourceError
+from vqa.media import S3RangeReader, decode_segment, iter_segments, probe
+
+
+def test_segments_tile_the_source(corpus: Corpus) -> None:
+    clip = corpus.clip("multi.mp4")
+    info: dict[str, object] = {}
+    segs = list(iter_segments(str(corpus.path("multi.mp4")), info=info))
+    assert [s.index for s in segs] == list(range(len(segs)))
+    assert segs[-1].last and not any(s.last for s in segs[:-1])
+    frames = sum(len(s.video) for s in segs if s.video is not None)
+    assert frames == round(clip["duration"] * clip["fps"])
+    for s in segs:
+        assert s.video is not None and s.audio is not None
+        assert np.all((s.video.times >= s.start - 1e-9) & (s.video.times < s.end))
+        if s.audio.n:
+            assert s.audio.start >= s.start - 1e-9
+            assert s.audio.end <= s.end + 1e-9
+    assert info["duration"] == pytest.approx(clip["duration"], abs=0.03)
+
+
+def test_audio_is_continuous_float32(corpus: Corpus) -> None:
+    segs = list(iter_segments(str(corpus.path("silence.mp4"))))
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.audio is not None and b.audio is not None
+        assert a.audio.samples.dtype == np.float32
+        assert a.audio.samples.shape[0] == 2
+        assert a.audio.end == pytest.approx(b.audio.start, abs=1e-9)
+
+
+def test_planes_are_zero_copy_views(corpus: Corpus) -> None:
+    seg = next(iter(iter_segments(str(corpus.path("black.mp4")))))
+    assert seg.video is not None
+    plane = seg.video.planes[0]
+    assert plane.shape == (180, 320)
+    assert not plane.flags.owndata  # a view of the decoder's frame, not a copy
+    assert plane.base is not None
+
+
+def test_ts_start_offset_is_removed(corpus: Corpus) -> None:
+    segs = list(iter_segments(str(corpus.path("multi_25.ts"))))
+    first = segs[0]
+    assert first.video is not None and first.audio is not None
+    # MPEG-TS timestamps start near 1.4 s; times here are relative to the source start, and the
+    # A/V start skew of the container is kept.
+    assert min(first.video.times[0], first.audio.start) == pytest.approx(0.0, abs=1e-6)
+    assert first.video.times[0] < 0.1
+
+
+def test_variable_frame_rate_times_follow_pts(corpus: Corpus) -> None:
+    clip = corpus.clip("vfr.mp4")
+    times = np.concatenate([s.video.times for s in iter_segments(str(corpus.path("vfr.mp4")))
+                            if s.video is not None])
+    assert len(times) == clip["frames"]
+    deltas = np.diff(times)
+    assert deltas.min() == pytest.approx(1 / 30, abs=2e-3)
+    assert deltas.max() == pytest.approx(1 / 15, abs=2e-3)
+
+
+def test_decode_segment_matches_continuous_decode(corpus: Corpus) -> None:
+    path = str(corpus.path("multi.mp4"))
+    segs = list(iter_segments(path))
+    for i in (0, 3, len(segs) - 1):
+        one = decode_segment(path, i)
+        assert one.index == i and one.last == segs[i].last
+        assert one.video is not None and segs[i].video is not None
+        assert np.array_equal(one.video.times, segs[i].video.times)
+        assert np.array_equal(one.video.thumbs, segs[i].video.thumbs)
+        assert one.audio is not None and segs[i].audio is not None
+        assert np.array_equal(one.audio.samples, segs[i].audio.samples)
+    past = decode_segment(path, len(segs) + 5)
+    assert past.last and (past.video is None or len(past.video) == 0)
+
+
+def test_probe(corpus: Corpus) -> None:
+    info = probe(str(corpus.path("multi.mp4")))
+    assert (info.width, info.height, info.has_video, info.has_audio) == (640, 360, True, True)
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+
+
+def test_s3_source_streams_with_ranged_reads(corpus: Corpus) -> None:
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    path = corpus.path("multi.mp4")
+    with moto.mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="src")
+        s3.upload_file(str(path), "src", "clips/multi.mp4")
+        calls: list[str] = []
+        s3.meta.events.register("provide-client-params.s3.GetObject",
+                                lambda params, **_: calls.append(params.get("Range", "")))
+        local = list(iter_segments(str(path)))
+        remote = list(iter_segments("s3://src/clips/multi.mp4", s3_client=s3))
+        assert len(local) == len(remote)
+        for a, b in zip(local, remote, strict=True):
+            assert a.video is not None and b.video is not None
+            assert np.array_equal(a.video.thumbs, b.video.thumbs)
+        assert calls and all(r.startswith("bytes=") for r in calls)
+        with pytest.raises(BadSourceError, match="s3://src/missing.mp4"):
+            list(iter_segments("s3://src/missing.mp4", s3_client=s3))
+
+
+def test_s3_reader_seeks_and_reads_blocks() -> None:
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    data = bytes(range(256)) * 1000
+    with moto.mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bkt")
+        s3.put_object(Bucket="bkt", Key="k", Body=data)
+        r = S3RangeReader(s3, "bkt", "k")
+        r.seek(1000)
+        assert r.read(10) == data[1000:1010]
+        r.seek(-5, 2)
+        assert r.read() == data[-5:]
