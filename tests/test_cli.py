@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def vqa(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vqa", *args], capture_output=True, text=True, cwd=REPO,
+        [sys.executable, "-m", "vqa", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
         timeout=300,
     )
 

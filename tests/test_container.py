@@ -182,22 +182,25 @@ def _trace_imports(module: str) -> tuple[set[str], set[str]]:
 
 
 def _requirement_closure() -> set[str]:
-    """Distributions `pip install -r requirements.txt` installs (names normalised)."""
-    norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+    """Distributions `pip install -r requirements.txt` installs on Linux (names normalised)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     todo = [
-        norm(re.split(r"[<>=!~;\[ ]", ln.strip())[0])
+        Requirement(ln.strip())
         for ln in (ROOT / "requirements.txt").read_text().splitlines()
-        if ln.strip() and not ln.startswith(("#", "-"))
+        if ln.strip() and not ln.lstrip().startswith(("#", "-"))
     ]
     seen: set[str] = set()
     while todo:
-        dist = todo.pop()
-        if dist in seen:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # e.g. colorama for tqdm on Windows only
+        name = canonicalize_name(req.name)
+        if name in seen:
             continue
-        seen.add(dist)
-        for req in md.requires(dist) or []:
-            if "extra ==" not in req:
-                todo.append(norm(re.split(r"[<>=!~;\[ (]", req.strip())[0]))
+        seen.add(name)
+        todo += [Requirement(r) for r in md.requires(name) or []]
     return seen
 
 
@@ -221,10 +224,12 @@ def test_image_copies_every_module_the_entrypoint_needs() -> None:
         )
         assert rel.as_posix() in context, f"{rel} is excluded from the build context"
 
+    from packaging.utils import canonicalize_name
+
     installed = _requirement_closure()
     dists = md.packages_distributions()
     for top in external:
-        owners = {re.sub(r"[-_.]+", "-", d).lower() for d in dists.get(top, [])}
+        owners = {canonicalize_name(d) for d in dists.get(top, [])}
         assert owners & installed, f"import {top}: not installed by requirements.txt ({owners})"
 
 

@@ -136,7 +136,7 @@ def test_each_metered_count_drives_its_line_exactly(prices: PriceTable) -> None:
         c["log_bytes"] / 1024**3
     )
     # Standard workflows are billed by transition only: StartExecution is not a line.
-    assert r.unpriced["stepfunctions"] == {"DescribeExecution": 5}
+    assert r.unpriced["stepfunctions"] == {"StartExecution": 1, "DescribeExecution": 5}
     assert r.unpriced["dynamodb"] == {"DescribeTable": 1}
     assert r.usd_run == pytest.approx(sum(li.usd for li in r.line_items))
     assert r.usd_per_stream_hour == pytest.approx(r.usd_run * 3600 / 10.0)

@@ -19,8 +19,14 @@ def audio_segments(pcm: np.ndarray, seconds: float = 1.0) -> list[Segment]:
     segs = []
     for k, i in enumerate(range(0, pcm.shape[1], n)):
         chunk = pcm[:, i : i + n].astype(np.float32)
-        segs.append(Segment(index=k, start=k * seconds, end=(k + 1) * seconds,
-                            audio=AudioTrack(start=i / RATE, rate=RATE, samples=chunk)))
+        segs.append(
+            Segment(
+                index=k,
+                start=k * seconds,
+                end=(k + 1) * seconds,
+                audio=AudioTrack(start=i / RATE, rate=RATE, samples=chunk),
+            )
+        )
     segs[-1].last = True
     return segs
 
@@ -74,11 +80,19 @@ def video_segment(frames: list[np.ndarray], fps: float = 25.0, index: int = 0) -
     n = len(frames)
     t0 = index * n / fps
     return Segment(
-        index=index, start=t0, end=t0 + n / fps,
+        index=index,
+        start=t0,
+        end=t0 + n / fps,
         video=VideoTrack(
-            times=t0 + np.arange(n) / fps, planes=frames, key=np.zeros(n, bool),
-            corrupt=np.zeros(n, bool), gap_before=np.zeros(n), frame_duration=1 / fps,
-            width=frames[0].shape[1], height=frames[0].shape[0], bframe=np.zeros(n, bool),
+            times=t0 + np.arange(n) / fps,
+            planes=frames,
+            key=np.zeros(n, bool),
+            corrupt=np.zeros(n, bool),
+            gap_before=np.zeros(n),
+            frame_duration=1 / fps,
+            width=frames[0].shape[1],
+            height=frames[0].shape[0],
+            bframe=np.zeros(n, bool),
         ),
     )
 
@@ -88,11 +102,14 @@ def test_freeze_against_reference_not_previous_frame() -> None:
     base = rng.integers(40, 200, (90, 160), dtype=np.uint8)
     # A slow pan: 1 px every 2 frames; consecutive frames differ little, the drift accumulates.
     pan = [np.roll(base, i // 2, axis=1) for i in range(75)]
-    assert run("freeze", [video_segment(pan[i : i + 25], index=i // 25)
-                          for i in range(0, 75, 25)]) == []
+    assert (
+        run("freeze", [video_segment(pan[i : i + 25], index=i // 25) for i in range(0, 75, 25)])
+        == []
+    )
     frozen = [base.copy() for _ in range(75)]
-    (d,) = run("freeze", [video_segment(frozen[i : i + 25], index=i // 25)
-                          for i in range(0, 75, 25)])
+    (d,) = run(
+        "freeze", [video_segment(frozen[i : i + 25], index=i // 25) for i in range(0, 75, 25)]
+    )
     assert (d.start, d.end) == (0.0, 3.0)
 
 

@@ -149,8 +149,10 @@ def test_truncated_ts_is_analysed_as_far_as_it_goes(corpus: Corpus) -> None:
     assert res.duration == pytest.approx(clip["duration"], abs=2.0 / clip["fps"])
     assert {d.kind for d in res.defects} <= {"corruption"}
     for want in clip["defects"]:
-        assert any(d.start <= want["start"] + 1 / clip["fps"] and d.end >= want["end"] - 1e-3
-                   for d in res.defects)
+        assert any(
+            d.start <= want["start"] + 1 / clip["fps"] and d.end >= want["end"] - 1e-3
+            for d in res.defects
+        )
 
 
 def test_audio_only_skips_video_detectors(corpus: Corpus) -> None:

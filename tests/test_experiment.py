@@ -149,6 +149,41 @@ def test_cost_explorer_needs_aws(tmp_path: Path) -> None:
         )
 
 
+# --- the real local runners ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vqa.corpus import write_sample_clip
+
+    path = tmp_path_factory.mktemp("clip") / "small.mp4"
+    write_sample_clip(path, seconds=4.0, width=160, height=96)
+    return path
+
+
+@pytest.mark.slow
+def test_experiment_with_the_real_local_runners(
+    small_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both emulated architectures on one small clip (the baseline only: the variants' plumbing
+    is covered above, and each extra distributed run costs a synth and a run)."""
+    report = run_experiment([str(small_clip)], out_dir=tmp_path, progress=False, variants=False)
+    _check_contract(report)
+    d = report["architectures"]["distributed"]
+    m = report["architectures"]["monolith"]
+    # Measured, not typed: the counters the runners metered drive the figures.
+    assert d["usage"]["counters"]["state_transitions"] > 0
+    assert d["usage"]["requests"]["s3"]["PutObject"] > 0
+    assert m["usage"]["counters"]["worker_cpu_seconds"] > 0
+    assert m["breakdown"]["ec2"] > 0 and d["breakdown"]["ec2"] == 0
+    assert d["breakdown"]["stepfunctions"] > 0 and m["breakdown"]["stepfunctions"] == 0
+    assert report["sources"][0]["duration"] == pytest.approx(4.0, abs=0.1)
+    assert isinstance(report["sources"][0]["agree"], bool)
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["reduction"] == pytest.approx(report["reduction"])
+    assert "per stream-hour" in capsys.readouterr().err
+
+
 # --- --aws, against moto --------------------------------------------------------------------------
 
 REGION = "us-east-1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_segments_tile_the_source(corpus: Corpus) -> None:
 
 def test_audio_is_continuous_float32(corpus: Corpus) -> None:
     segs = list(iter_segments(str(corpus.path("silence.mp4"))))
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert a.audio is not None and b.audio is not None
         assert a.audio.samples.dtype == np.float32
         assert a.audio.samples.shape[0] == 2
@@ -57,8 +59,9 @@ def test_ts_start_offset_is_removed(corpus: Corpus) -> None:
 
 def test_variable_frame_rate_times_follow_pts(corpus: Corpus) -> None:
     clip = corpus.clip("vfr.mp4")
-    times = np.concatenate([s.video.times for s in iter_segments(str(corpus.path("vfr.mp4")))
-                            if s.video is not None])
+    times = np.concatenate(
+        [s.video.times for s in iter_segments(str(corpus.path("vfr.mp4"))) if s.video is not None]
+    )
     assert len(times) == clip["frames"]
     deltas = np.diff(times)
     assert deltas.min() == pytest.approx(1 / 30, abs=2e-3)
@@ -95,8 +98,10 @@ def test_s3_source_streams_with_ranged_reads(corpus: Corpus) -> None:
         s3.create_bucket(Bucket="src")
         s3.upload_file(str(path), "src", "clips/multi.mp4")
         calls: list[str] = []
-        s3.meta.events.register("provide-client-params.s3.GetObject",
-                                lambda params, **_: calls.append(params.get("Range", "")))
+        s3.meta.events.register(
+            "provide-client-params.s3.GetObject",
+            lambda params, **_: calls.append(params.get("Range", "")),
+        )
         local = list(iter_segments(str(path)))
         remote = list(iter_segments("s3://src/clips/multi.mp4", s3_client=s3))
         assert len(local) == len(remote)
@@ -104,7 +109,7 @@ def test_s3_source_streams_with_ranged_reads(corpus: Corpus) -> None:
             assert a.video is not None and b.video is not None
             assert np.array_equal(a.video.thumbs, b.video.thumbs)
         assert calls and all(r.startswith("bytes=") for r in calls)
-        with pytest.raises(BadSourceError, match="s3://src/missing.mp4"):
+        with pytest.raises(BadSourceError, match=r"s3://src/missing\.mp4"):
             list(iter_segments("s3://src/missing.mp4", s3_client=s3))
 
 

@@ -178,3 +178,6 @@ def test_formatting() -> None:
     assert usd(1.5e-6) == "$1.500e-06"
     assert qty(10000) == "10,000"
     assert qty(None) == "n/a"
+    assert qty(24580.4) == "24,580"
+    assert qty(158.73) == "158.7"
+    assert qty(0.0005) == "5.000e-04"

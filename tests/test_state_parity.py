@@ -19,8 +19,15 @@ from vqa.detectors import DetectorSet
 from vqa.media import decode_segment, iter_segments
 from vqa.segment import Segment
 
-PARITY_CLIPS = ["multi.mp4", "multi_25.ts", "damage_flip.mp4", "damage_drop.mp4", "sync_m100.ts",
-                "vfr.mp4", "audio_only.m4a"]
+PARITY_CLIPS = [
+    "multi.mp4",
+    "multi_25.ts",
+    "damage_flip.mp4",
+    "damage_drop.mp4",
+    "sync_m100.ts",
+    "vfr.mp4",
+    "audio_only.m4a",
+]
 
 
 def one_pass(path: str, seconds: float = 1.0) -> list[dict[str, Any]]:
@@ -69,9 +76,7 @@ def test_seeked_segments_give_one_pass_defects(corpus: Corpus, name: str) -> Non
 @pytest.mark.parametrize("granularity", ["segment", "frame"])
 def test_serialised_segments_give_one_pass_defects(corpus: Corpus, granularity: str) -> None:
     path = str(corpus.path("multi.mp4"))
-    segments = [
-        Segment.from_objects(seg.to_objects(granularity)) for seg in iter_segments(path)
-    ]
+    segments = [Segment.from_objects(seg.to_objects(granularity)) for seg in iter_segments(path)]
     assert round_tripped(segments) == one_pass(path)
 
 

@@ -46,8 +46,9 @@ def analyze(
         from tqdm import tqdm
 
         total = probe(source, s3_client=s3_client).duration
-        bar = tqdm(total=round(total, 1) or None, unit="s", desc="analyze", file=sys.stderr,
-                   leave=False)
+        bar = tqdm(
+            total=round(total, 1) or None, unit="s", desc="analyze", file=sys.stderr, leave=False
+        )
     defects: list[Defect] = []
     try:
         for seg in iter_segments(
@@ -71,8 +72,9 @@ def analyze(
     )
 
 
-def _table(source: str, duration: float, defects: list[dict[str, Any]],
-           skipped: dict[str, str]) -> str:
+def _table(
+    source: str, duration: float, defects: list[dict[str, Any]], skipped: dict[str, str]
+) -> str:
     lines = [f"{source}: {duration:.2f} s, {len(defects)} defect(s)"]
     if defects:
         lines.append(f"  {'kind':<11} {'start':>9} {'end':>9} {'dur':>7}  detail")
@@ -90,8 +92,9 @@ def _table(source: str, duration: float, defects: list[dict[str, Any]],
 
 def format_table(result: AnalysisResult) -> str:
     """A readable table of defects for a terminal."""
-    return _table(result.source, result.duration, [d.to_json() for d in result.defects],
-                  result.skipped)
+    return _table(
+        result.source, result.duration, [d.to_json() for d in result.defects], result.skipped
+    )
 
 
 def format_table_json(out: dict[str, Any]) -> str:

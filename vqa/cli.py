@@ -39,26 +39,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="run the detectors over a source in this process")
     p.add_argument("source", help="local path, s3://bucket/key, or HLS/MPEG-TS URL")
-    p.add_argument("--detectors", type=_detector_list, default=None,
-                   help="comma-separated subset of: black,freeze,corruption,silence,clipping,av_sync")
+    p.add_argument(
+        "--detectors",
+        type=_detector_list,
+        default=None,
+        help="comma-separated subset of: black,freeze,corruption,silence,clipping,av_sync",
+    )
     p.add_argument("--segment-seconds", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     p = sub.add_parser("run", help="run a source through one architecture (locally emulated)")
     p.add_argument("source")
     p.add_argument("--arch", choices=("distributed", "monolith"), required=True)
-    p.add_argument("--granularity", choices=("frame", "segment"), default=None,
-                   help="distributed: intermediate objects per frame or per segment")
-    p.add_argument("--workflow", choices=("STANDARD", "EXPRESS"), default=None,
-                   help="distributed: Step Functions workflow type")
+    p.add_argument(
+        "--granularity",
+        choices=("frame", "segment"),
+        default=None,
+        help="distributed: intermediate objects per frame or per segment",
+    )
+    p.add_argument(
+        "--workflow",
+        choices=("STANDARD", "EXPRESS"),
+        default=None,
+        help="distributed: Step Functions workflow type",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("experiment", help="the A/B: both architectures on the same sources")
     p.add_argument("sources", nargs="*", help="sources (default: a generated sample clip)")
     p.add_argument("--out", type=Path, default=Path("out/experiment"))
     p.add_argument("--aws", action="store_true", help="use the deployed stacks instead of moto")
-    p.add_argument("--cost-explorer", nargs=2, metavar=("FROM", "TO"), default=None,
-                   help="with --aws: actual cost by vqa:architecture tag (YYYY-MM-DD)")
+    p.add_argument(
+        "--cost-explorer",
+        nargs=2,
+        metavar=("FROM", "TO"),
+        default=None,
+        help="with --aws: actual cost by vqa:architecture tag (YYYY-MM-DD)",
+    )
     p.add_argument("--region", default=None)
     p.add_argument("--json", action="store_true")
 
@@ -94,7 +111,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from vqa.local.distributed import run_local as run_distributed
 
         out = run_distributed(
-            args.source, granularity=args.granularity, workflow_type=args.workflow,
+            args.source,
+            granularity=args.granularity,
+            workflow_type=args.workflow,
             progress=not args.json,
         )
     else:
@@ -112,8 +131,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from vqa.experiment import run_experiment
 
     report = run_experiment(
-        args.sources, out_dir=args.out, aws=args.aws, cost_explorer=args.cost_explorer,
-        region=args.region, progress=not args.json,
+        args.sources,
+        out_dir=args.out,
+        aws=args.aws,
+        cost_explorer=args.cost_explorer,
+        region=args.region,
+        progress=not args.json,
     )
     if args.json:
         _print_json(report)

@@ -5,7 +5,8 @@ downloaded whole), or an ``http(s)://`` URL (HLS playlist, MPEG-TS, MP4 — what
 
 Timestamps are the container's presentation times relative to the source start (the earliest
 ``start_time`` of the analysed streams), so an MPEG-TS starting at 1.4 s and an audio stream that
-starts after the video keep their real skew. Segment ``k`` covers ``[k*L, (k+1)*L)``; a frame belongs
+starts after the video keep their real skew. Segment ``k`` covers ``[k*L, (k+1)*L)``; a frame
+belongs
 to the segment holding its PTS, audio samples are split at the exact boundary sample.
 
 Memory is bounded: a segment is handed out as soon as every analysed stream has passed its end, and
@@ -201,7 +202,15 @@ class _Builder:
     """Collects one segment's frames and samples."""
 
     __slots__ = (
-        "a_chunks", "a_cursor", "a_first", "bframes", "corrupt", "gaps", "keys", "planes", "times",
+        "a_chunks",
+        "a_cursor",
+        "a_first",
+        "bframes",
+        "corrupt",
+        "gaps",
+        "keys",
+        "planes",
+        "times",
     )
 
     def __init__(self) -> None:
@@ -237,8 +246,17 @@ def _luma_view(frame: Any) -> NDArray[np.uint8]:
     return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-_GRAY_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray",
-                 "nv12", "yuv420p10le"}
+_GRAY_FORMATS = {
+    "yuv420p",
+    "yuvj420p",
+    "yuv422p",
+    "yuvj422p",
+    "yuv444p",
+    "yuvj444p",
+    "gray",
+    "nv12",
+    "yuv420p10le",
+}
 
 
 #: AVPictureType: AV_PICTURE_TYPE_B.
@@ -432,12 +450,16 @@ def _segments(
         try:
             container.seek(int(target * av.time_base), backward=True, any_frame=False)
         except av.error.FFmpegError as exc:
-            raise BadSourceError(source, f"cannot seek to segment {start_index}: {_reason(exc)}")
+            raise BadSourceError(
+                source, f"cannot seek to segment {start_index}: {_reason(exc)}"
+            ) from None
 
     builders: dict[int, _Builder] = {}
     next_emit = start_index
-    watermark = {"v": -math.inf if video is not None else math.inf,
-                 "a": -math.inf if audio is not None else math.inf}
+    watermark = {
+        "v": -math.inf if video is not None else math.inf,
+        "a": -math.inf if audio is not None else math.inf,
+    }
     last_v_end = 0.0
     last_a_end = 0.0
     decoded_any = False
@@ -477,8 +499,9 @@ def _segments(
             )
             first = b.a_first if b.a_first is not None else k * seg_samples
             at = AudioTrack(start=first / rate, rate=rate, samples=pcm)
-        return Segment(index=k, start=k * seg_len, end=(k + 1) * seg_len, video=vt, audio=at,
-                       last=last)
+        return Segment(
+            index=k, start=k * seg_len, end=(k + 1) * seg_len, video=vt, audio=at, last=last
+        )
 
     def ready() -> Iterator[Segment]:
         nonlocal next_emit
@@ -506,7 +529,7 @@ def _segments(
         watermark["v"] = t
         if t < first_t - 1e-9:
             return
-        k = int(math.floor(t / seg_len + 1e-9))
+        k = math.floor(t / seg_len + 1e-9)
         if k < next_emit:
             return  # a late frame for a segment already handed out: its time was passed
         b = builder(k)
@@ -552,7 +575,7 @@ def _segments(
         raise BadSourceError(source, "no frame could be decoded")
     duration = max(last_v_end, last_a_end)
     info["duration"] = duration
-    final = max(next_emit, int(math.ceil(duration / seg_len - 1e-9)) - 1, *builders.keys(), 0)
+    final = max(next_emit, math.ceil(duration / seg_len - 1e-9) - 1, *builders.keys(), 0)
     while next_emit <= final:
         if stop_index is not None and next_emit >= stop_index:
             return

@@ -92,7 +92,7 @@ def read_defects(*, dynamodb: Any, table: str, stream: str) -> list[Defect]:
 
 
 def put_status(*, dynamodb: Any, table: str, stream: str, state: str, **fields: Any) -> None:
-    """Record the stream's state (``running``, ``done``, ``failed``) and any details (e.g. error)."""
+    """Record the stream's state (``running``, ``done``, ``failed``) and details (an error)."""
     item: dict[str, Any] = {
         "stream": {"S": stream},
         "defect": {"S": STATUS_KEY},
@@ -105,7 +105,8 @@ def put_status(*, dynamodb: Any, table: str, stream: str, state: str, **fields: 
 
 def get_status(*, dynamodb: Any, table: str, stream: str) -> dict[str, Any] | None:
     resp = dynamodb.get_item(
-        TableName=table, Key={"stream": {"S": stream}, "defect": {"S": STATUS_KEY}},
+        TableName=table,
+        Key={"stream": {"S": stream}, "defect": {"S": STATUS_KEY}},
         ConsistentRead=True,
     )
     item = resp.get("Item")

@@ -147,7 +147,10 @@ class Segment:
         }
 
     def to_objects(self, granularity: str = "segment") -> dict[str, bytes]:
-        """Serialise to named objects: ``{"segment": ...}`` or ``{"meta", "frame-00000", ..., "audio"}``."""
+        """Serialise to named objects.
+
+        ``{"segment": ...}``, or ``{"meta", "frame-00000", ..., "audio"}`` per frame.
+        """
         if granularity == "segment":
             return {"segment": _pack(self.meta(), self._arrays())}
         if granularity != "frame":
@@ -220,7 +223,8 @@ class Segment:
 
 def _pack(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    arrays = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 

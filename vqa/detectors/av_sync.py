@@ -34,6 +34,7 @@ from vqa.segment import Segment
 
 _LEVELS = np.arange(256, dtype=np.float64)
 
+
 @dataclass(frozen=True)
 class AvSyncConfig:
     early_ms: float = 45.0  # BT.1359: sound before picture, detectability threshold
@@ -152,7 +153,7 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         integration); the reference level is the loudest window before that.
         """
         cfg = self.config
-        history = int(round(cfg.onset_history / cfg.window)) + rise
+        history = round(cfg.onset_history / cfg.window) + rise
         recent = np.concatenate([np.asarray(st["recent"], dtype=np.float64), levels])
         base = len(st["recent"])
         # Loudest of the `history` windows before the build-up, for every window at once.
@@ -174,8 +175,10 @@ class AvSyncDetector(Detector[AvSyncConfig]):
                 # The onset is where the build-up began: the first of the last `rise` windows
                 # already well above the reference.
                 k = j
-                while k > j - rise and k - 1 + base >= 0 and (
-                    recent[k - 1 + base] >= prev_max[j] + cfg.beep_rise_db / 3
+                while (
+                    k > j - rise
+                    and k - 1 + base >= 0
+                    and (recent[k - 1 + base] >= prev_max[j] + cfg.beep_rise_db / 3)
                 ):
                     k -= 1
                 burst = [start + k * hop, start + (j + 1) * hop, float(levels[j])]

@@ -1,8 +1,9 @@
 """Black video: frames that are (almost) entirely uniform black.
 
-Follows FFmpeg's ``blackdetect`` (libavfilter/vf_blackdetect.c): a pixel is black when its luma is at
-most ``pixel_threshold`` of the video-range span above black (16 + 0.10 x 219 = 37.9), and a frame is
-black when at least ``picture_ratio`` (0.98) of its pixels are. Two changes, both for live content:
+Follows FFmpeg's ``blackdetect`` (libavfilter/vf_blackdetect.c): a pixel is black when its luma
+is at most ``pixel_threshold`` of the video-range span above black (16 + 0.10 x 219 = 37.9), and a
+frame is black when at least ``picture_ratio`` (0.98) of its pixels are. Two changes, both for
+live content:
 
 - a dark but live scene also has 98% of its pixels below 38; black video is *flat*, so the black
   pixels' standard deviation must also be at most ``flat_std`` luma levels (encoded black and

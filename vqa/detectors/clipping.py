@@ -86,8 +86,7 @@ class ClippingDetector(Detector[ClippingConfig]):
         return self._close()
 
     def get_state(self) -> dict[str, Any]:
-        return {"first": self._first, "last": self._last, "count": self._count,
-                "peak": self._peak}
+        return {"first": self._first, "last": self._last, "count": self._count, "peak": self._peak}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._first, self._last = state["first"], state["last"]

@@ -4,7 +4,8 @@ FFmpeg's ``blockdetect`` filter measures blockiness from pixels alone; on flippe
 packets and damaged MPEG-TS packets it flagged nothing in our trials, while the decoder knew. This
 detector therefore starts from the decoder's own signals, which media conversion records per frame:
 
-- ``corrupt``: the decoder concealed errors in the frame (``AV_FRAME_FLAG_CORRUPT``), or rejected the
+- ``corrupt``: the decoder concealed errors in the frame (``AV_FRAME_FLAG_CORRUPT``), or rejected
+  the
   packet before it (the frame out next references damaged data), or a timestamp ran backwards;
 - timestamp gaps: a frame interval longer than ``gap_frames`` cadences (the median of the last 15
   intervals) *followed by the old cadence again* is a dropped packet; a new cadence that holds is a
@@ -18,7 +19,8 @@ a gap is treated as a lost anchor (recall first). Intervals closer than ``merge_
 
 An image measure checks the decoder's word where it has none to give: ``blockiness`` is the ratio of
 luma steps across the 8-pixel coding-block grid to steps inside blocks (about 1 on clean pictures,
-well above on block garbage). A run of at least ``image_min_frames`` frames above ``image_threshold``
+well above on block garbage). A run of at least ``image_min_frames`` frames above
+``image_threshold``
 is reported even without a decoder signal (e.g. damage baked in upstream before encoding).
 """
 
@@ -190,8 +192,14 @@ class CorruptionDetector(Detector[CorruptionConfig]):
             delta = None if self._held is None else t - self._held[0]
             if self._held is not None:
                 self._judge(self._held, delta, out)
-            self._held = [t, bool(v.key[i]), bool(v.corrupt[i]), bool(bframes[i]), bool(bad[i]),
-                          delta]
+            self._held = [
+                t,
+                bool(v.key[i]),
+                bool(v.corrupt[i]),
+                bool(bframes[i]),
+                bool(bad[i]),
+                delta,
+            ]
         return out
 
     def flush(self) -> list[Defect]:

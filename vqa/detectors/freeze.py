@@ -96,7 +96,10 @@ class FreezeDetector(Detector[FreezeConfig]):
                 out += self._close(t)
                 self._ref = None
                 continue
-            if self._ref is not None and float(np.abs(means[i] - self._ref).max()) <= cfg.block_tolerance:
+            if (
+                self._ref is not None
+                and float(np.abs(means[i] - self._ref).max()) <= cfg.block_tolerance
+            ):
                 self._end = v.end_time(i)
                 if not np.isnan(mads[i]):
                     self._n += 1
