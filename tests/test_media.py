@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import itertools
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import Corpus
+from vqa.analyze import analyze
 from vqa.errors import BadSourceError
 from vqa.media import S3RangeReader, decode_segment, iter_segments, probe
 
@@ -126,3 +131,42 @@ def test_s3_reader_seeks_and_reads_blocks() -> None:
         assert r.read(10) == data[1000:1010]
         r.seek(-5, 2)
         assert r.read() == data[-5:]
+
+
+def test_hls_url_over_http(corpus: Corpus, tmp_path: Path) -> None:
+    """An HLS playlist served over HTTP (loopback) analyses like the file it was cut from."""
+    import av
+
+    src = corpus.path("black.mp4")
+    out = tmp_path / "hls"
+    out.mkdir()
+    with (
+        av.open(str(src)) as ic,
+        av.open(
+            str(out / "index.m3u8"),
+            "w",
+            format="hls",
+            options={"hls_time": "2", "hls_list_size": "0"},
+        ) as oc,
+    ):
+        streams = {s.index: oc.add_stream_from_template(s) for s in ic.streams}
+        for packet in ic.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            oc.mux(packet)
+    assert len(list(out.glob("*.ts"))) >= 3
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+        remote = analyze(url)
+    finally:
+        server.shutdown()
+    local = analyze(str(src))
+    assert [d.kind for d in remote.defects] == [d.kind for d in local.defects] == ["black"]
+    assert remote.defects[0].start == pytest.approx(local.defects[0].start, abs=1 / 30 + 1e-3)
+    assert remote.defects[0].end == pytest.approx(local.defects[0].end, abs=1 / 30 + 1e-3)
