@@ -33,26 +33,27 @@ class Meter:
         self._counters: dict[str, float] = defaultdict(float)
 
     def attach(self, client: Any) -> Any:
-        """Count every call ``client`` makes (after retries: one billable request per attempt)."""
+        """Count every call ``client`` makes, failed ones included (AWS bills those too)."""
         events = client.meta.events
-        events.register("before-send", self._on_send)
+        events.register("before-send.s3.PutObject", self._on_put)
+        events.register("before-send.s3.UploadPart", self._on_put)
         events.register("after-call", self._on_after_call)
         return client
 
-    def _on_send(self, request: Any, **_: Any) -> None:
-        # One HTTP attempt is one billable request, retries included.
-        ctx = getattr(request, "context", {}) or {}
-        model = ctx.get("operation_name") or ""
-        service = ctx.get("service_name") or ""
-        if not service:
-            return
-        body = request.body
-        size = len(body) if isinstance(body, bytes | bytearray) else 0
+    def _on_put(self, request: Any, **_: Any) -> None:
+        # Checksummed uploads are aws-chunked: the payload size is in X-Amz-Decoded-Content-Length.
+        headers = request.headers
+        size = int(
+            headers.get("X-Amz-Decoded-Content-Length") or headers.get("Content-Length") or 0
+        )
+        if not size and isinstance(request.body, bytes | bytearray):
+            size = len(request.body)
         with self._lock:
-            if service == "s3" and model == "PutObject":
-                self._bytes["s3_put"] += size
+            self._bytes["s3_put"] += size
 
     def _on_after_call(self, http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+        # Emitted once per API call after its retries, whatever the status (the client raises
+        # afterwards for an error).
         service = model.service_model.service_name
         with self._lock:
             self._requests[service][model.name] += 1
