@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --aws: actual cost by vqa:architecture tag (YYYY-MM-DD)",
     )
     p.add_argument("--region", default=None)
+    p.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip the Express and per-segment variants (faster)",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("corpus", help="write clips with injected defects and truth.json")
@@ -137,6 +142,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         cost_explorer=args.cost_explorer,
         region=args.region,
         progress=not args.json,
+        variants=not args.no_variants,
     )
     if args.json:
         _print_json(report)
