@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,9 +26,11 @@ class VqaConfig:
     lambda_architecture: str = "x86_64"  # or "arm64"
     intermediate_expiry_days: int = 1
     # Monolith architecture.
+    # av_sync needs both tracks, so it sits with the video detectors and the audio shard never
+    # decodes the picture.
     shards: tuple[tuple[str, ...], ...] = (
-        ("black", "freeze", "corruption"),
-        ("silence", "clipping", "av_sync"),
+        ("black", "freeze", "corruption", "av_sync"),
+        ("silence", "clipping"),
     )
     instance_type: str = "c7i.large"
     min_instances: int = 0
@@ -39,7 +42,10 @@ class VqaConfig:
     destroy_on_delete: bool = True
 
     @classmethod
-    def from_context(cls, ctx: dict[str, Any] | None) -> VqaConfig:
+    def from_context(cls, ctx: dict[str, Any] | str | None) -> VqaConfig:
+        # `cdk deploy -c vqa='{...}'` hands the value over as a JSON string.
+        if isinstance(ctx, str):
+            ctx = json.loads(ctx)
         ctx = dict(ctx or {})
         known = {f.name for f in fields(cls)}
         unknown = set(ctx) - known

@@ -27,7 +27,7 @@ from stacks.constructs.stream_storage import StreamStorage
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "containers/Dockerfile"
 ARCHITECTURE_TAG = ("vqa:architecture", "monolith")
-#: Segments between two checkpoints: at most this many segments are decoded twice after a stop.
+#: Segments between two checkpoints: after a crash at most this many are analysed again.
 CHECKPOINT_EVERY = 10
 
 
@@ -61,7 +61,7 @@ _GRANT_ACTIONS = (
 
 
 def shard_names(shards: tuple[tuple[str, ...], ...]) -> list[str]:
-    """Stable shard names: ``video`` / ``audio`` style names are the user's job; we number them."""
+    """``shard0``, ``shard1``...: the same names in the stack and in the local emulation."""
     return [f"shard{i}" for i in range(len(shards))]
 
 
@@ -183,7 +183,9 @@ class MonolithStack(cdk.Stack):
             acks[f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]"] = why
         for action in _GRANT_ACTIONS:
             acks[f"AwsSolutions-IAM5[Action::{action}]"] = (
-                f"{action} is an action group emitted by a grant_* call on this stack's resources"
+                "the ECS agent's container-instance policy CDK attaches (scoped to this cluster)"
+                if action.startswith("ecs:")
+                else f"{action}: an action group a grant_* call emits, on this stack's buckets"
             )
         for bucket in (storage.source_bucket, storage.checkpoint_bucket):
             logical = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]

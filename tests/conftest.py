@@ -83,6 +83,7 @@ def ensure_corpus(cache: Path = CACHE) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=cache))
         try:
             write_corpus(tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -194,7 +194,11 @@ def test_clip_opens_and_matches_truth(corpus: Corpus, name: str) -> None:
         assert end == pytest.approx(c["duration"], abs=1.0 / c["fps"] + 1e-6)
         if not c.get("vfr") and not c.get("truncated"):
             steps = np.diff(dec.times)
-            assert np.allclose(steps, 1.0 / c["fps"], atol=1e-3) or c.get("missing_frames")
+            if c.get("missing_frames"):
+                # dropped frames show only as timestamp gaps
+                assert np.sum(np.rint(steps * c["fps"]) - 1) == len(c["missing_frames"])
+            else:
+                assert np.allclose(steps, 1.0 / c["fps"], atol=1e-3)
         if c.get("vfr"):
             rates = {round(1 / s) for s in np.diff(dec.times)}
             assert rates == {r for _, r in c["frame_rates"]}
@@ -303,10 +307,14 @@ def test_clipping_survives_aac_as_plateau_peaks(corpus: Corpus, name: str) -> No
     dec = decode(corpus.dir / name)
     for d in [x for x in c["defects"] if x["kind"] == "clipping"]:
         seg = np.abs(dec.audio(d["start"], d["end"])).max(axis=0)
-        # 50 ms windows: most reach the 0.98.. plateau ripple; the typical peak stays near 1.
-        win = seg[: seg.size // 2400 * 2400].reshape(-1, 2400).max(axis=1)
-        assert np.mean(win >= 0.98) >= 0.75, win
-        assert 0.98 <= float(np.median(win)) <= 1.07
+        # Plateau ripple: the typical 10 ms peak sits near full scale ...
+        w10 = seg[: seg.size // 480 * 480].reshape(-1, 480).max(axis=1)
+        assert 0.98 <= float(np.median(w10)) <= 1.07, np.quantile(w10, [0.1, 0.5, 0.9])
+        assert np.mean(w10 >= 0.98) >= 0.75, np.quantile(w10, [0.1, 0.5, 0.9])
+        # ... every 20 ms window reaches 0.98, right up to both edges.
+        w20 = seg[: seg.size // 960 * 960].reshape(-1, 960).max(axis=1)
+        assert np.mean(w20 >= 0.98) >= 0.95, w20
+        assert seg[:960].max() >= 0.98 and seg[-960:].max() >= 0.98
         outside = np.abs(dec.audio(d["start"] - 1.0, d["start"] - AAC_FRAME)).max()
         assert outside < 0.9
 

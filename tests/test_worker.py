@@ -182,8 +182,9 @@ def test_shard_subsets_together_store_the_defects_of_analyze(
 # ---- stop, crash, resume -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("resume", ["seek", "replay"])
 def test_stopped_worker_checkpoints_and_a_second_worker_finishes_without_loss_or_duplicates(
-    emu: Emulation, sample_clip: Path, expected: list[dict[str, Any]]
+    emu: Emulation, sample_clip: Path, expected: list[dict[str, Any]], resume: str
 ) -> None:
     source = _upload(emu, sample_clip)
     _submit(emu, "s3", source)
@@ -202,7 +203,9 @@ def test_stopped_worker_checkpoints_and_a_second_worker_finishes_without_loss_or
     assert all(d in expected for d in partial), "only true defects were stored so far"
 
     resumed: list[int] = []
-    second = _worker(emu, meter, checkpoint_every=3, after_segment=lambda w, i: resumed.append(i))
+    second = _worker(
+        emu, meter, checkpoint_every=3, resume=resume, after_segment=lambda w, i: resumed.append(i)
+    )
     assert second.run(drain=True) == 1
     assert resumed[0] == 5, "the replacement resumes at the checkpoint, not at 0"
     assert _defects(emu, "s3") == expected
@@ -226,8 +229,9 @@ def test_a_job_stopped_more_often_than_max_receives_is_not_dead_lettered(
     assert "Messages" not in emu.client("sqs").receive_message(QueueUrl=emu.shards[0].dlq_url)
 
 
+@pytest.mark.parametrize("resume", ["seek", "replay"])
 def test_crashed_worker_is_replaced_from_the_last_periodic_checkpoint(
-    emu: Emulation, sample_clip: Path, expected: list[dict[str, Any]]
+    emu: Emulation, sample_clip: Path, expected: list[dict[str, Any]], resume: str
 ) -> None:
     _submit(emu, "s4", _upload(emu, sample_clip))
     meter = Meter()
@@ -246,7 +250,9 @@ def test_crashed_worker_is_replaced_from_the_last_periodic_checkpoint(
     time.sleep(2.2)
 
     resumed: list[int] = []
-    second = _worker(emu, meter, checkpoint_every=3, after_segment=lambda w, i: resumed.append(i))
+    second = _worker(
+        emu, meter, checkpoint_every=3, resume=resume, after_segment=lambda w, i: resumed.append(i)
+    )
     assert second.run(drain=True) == 1
     assert resumed[0] == 6  # checkpoints after segments 2 and 5: next index 6
     assert _defects(emu, "s4") == expected
@@ -440,3 +446,36 @@ def test_defect_keys_are_idempotent_across_workers() -> None:
     a = Defect(start=1.0000001, end=2.0, kind="black")
     b = Defect.from_json(json.loads(json.dumps(a.to_json())))
     assert a.key == b.key
+
+
+def test_task_protection_is_set_for_the_job_and_released_after(
+    emu: Emulation, sample_clip: Path, monkeypatch: Any
+) -> None:
+    """Inside ECS the worker protects its task from scale-in while it works on a job."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Agent(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append((self.path, body))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Agent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("ECS_AGENT_URI", f"http://127.0.0.1:{server.server_port}/v1/abc")
+        _submit(emu, "protected", _upload(emu, sample_clip))
+        assert _worker(emu, Meter()).run(drain=True) == 1
+    finally:
+        server.shutdown()
+    assert [c[0] for c in calls] == ["/v1/abc/task-protection/v1/state"] * 2
+    assert calls[0][1] == {"ProtectionEnabled": True, "ExpiresInMinutes": 60}
+    assert calls[1][1] == {"ProtectionEnabled": False}

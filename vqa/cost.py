@@ -84,23 +84,6 @@ DYNAMODB_READ_UNITS = {
     "TransactGetItems": 2,
 }
 
-#: Services whose API calls are free or priced through counters rather than per request.
-FREE_SERVICES = frozenset(
-    {
-        "stepfunctions",
-        "lambda",
-        "ecs",
-        "sts",
-        "autoscaling",
-        "ec2",
-        "cloudformation",
-        "cloudwatch",
-        "logs",
-        "iam",
-        "servicequotas",
-    }
-)
-
 GIB = 1024**3
 SECONDS_PER_HOUR = 3600.0
 
@@ -376,7 +359,7 @@ def price_usage(
 
     for service, service_ops in requests.items():
         for op, n in service_ops.items():
-            if _is_priced(service, op):
+            if _is_priced(service, op, workflow):
                 continue
             unpriced.setdefault(service, {})[op] = int(n)
     return CostResult(
@@ -391,7 +374,7 @@ def price_usage(
     )
 
 
-def _is_priced(service: str, op: str) -> bool:
+def _is_priced(service: str, op: str, workflow: str) -> bool:
     if service in ("s3", "sqs", "sns"):
         return op not in S3_FREE
     if service == "dynamodb":
@@ -399,8 +382,8 @@ def _is_priced(service: str, op: str) -> bool:
     if service == "lambda":
         return op == "Invoke"
     if service == "stepfunctions":
-        # Standard: billed as transitions; Express: billed per execution started.
-        return op in ("StartExecution", "StartSyncExecution")
+        # Standard bills transitions, not API calls; Express bills each execution started.
+        return workflow == "EXPRESS" and op in ("StartExecution", "StartSyncExecution")
     return False
 
 

@@ -26,7 +26,7 @@ import math
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -394,8 +394,13 @@ def iter_segments(
     stop_index: int | None = None,
     s3_client: Any | None = None,
     info: dict[str, Any] | None = None,
+    tracks: Collection[str] = ("video", "audio"),
 ) -> Iterator[Segment]:
     """Decode ``source`` into consecutive segments, from ``start_index`` (seeking) on.
+
+    ``tracks`` limits decoding to ``"video"`` and/or ``"audio"`` (a monolith shard running only
+    audio detectors never decodes the picture); a track not decoded is ``None`` in every segment.
+    Times stay relative to the start of *all* streams, so they match a full decode.
 
     ``info``, if given, is filled with ``has_video``, ``has_audio``, ``skipped`` (stream -> reason)
     and, once the iterator is exhausted, ``duration``.
@@ -406,7 +411,9 @@ def iter_segments(
     info = {} if info is None else info
     container = _open_container(source, s3_client)
     with container:
-        yield from _segments(container, source, segment_seconds, start_index, stop_index, info)
+        yield from _segments(
+            container, source, segment_seconds, start_index, stop_index, info, tracks
+        )
 
 
 def _segments(
@@ -416,6 +423,7 @@ def _segments(
     start_index: int,
     stop_index: int | None,
     info: dict[str, Any],
+    tracks: Collection[str] = ("video", "audio"),
 ) -> Iterator[Segment]:
     skipped: dict[str, str] = {}
     video = next(iter(container.streams.video), None)
@@ -437,6 +445,20 @@ def _segments(
         if s is not None and s.start_time is not None
     ]
     t0 = min(starts) if starts else 0.0
+    if "video" not in tracks:
+        video = None
+    if "audio" not in tracks:
+        audio = None
+    if video is None and audio is None:
+        # Nothing asked for is here: one empty segment lets detectors say they were skipped.
+        info["duration"] = float(container.duration / av.time_base) if container.duration else 0.0
+        yield Segment(
+            index=start_index,
+            start=start_index * seg_len,
+            end=(start_index + 1) * seg_len,
+            last=True,
+        )
+        return
     vstate = _VideoState(video, t0) if video is not None else None
     if video is not None:
         video.thread_type = "AUTO"

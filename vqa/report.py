@@ -44,9 +44,11 @@ def qty(x: float | None) -> str:
     """A count or rate with four significant digits."""
     if x is None:
         return "n/a"
-    if x == int(x) and abs(x) < 1e12:
+    if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
-    return f"{x:,.4g}" if abs(x) >= 1e-3 else f"{x:.3e}"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.4g}" if abs(x) >= 1e-3 else f"{x:.3e}"
 
 
 def pct(x: float) -> str:
@@ -326,8 +328,8 @@ def chart_cost_by_service(result: dict[str, Any], path: Path) -> None:
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     for x, total in zip(xs, bottoms, strict=True):
         ax.annotate(usd(total), (x, total), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(list(xs), [name for name, _ in bars], rotation=15, ha="right", fontsize=8)
-    ax.margins(y=0.12)
+    ax.set_xticks(list(xs), [name.replace(", ", "\n") for name, _ in bars], fontsize=8)
+    ax.set_ylim(0, max([*bottoms, 1e-9]) * 1.12)
     ax.set_ylabel("USD per stream-hour")
     ax.set_title("Cost per stream-hour by service")
     ax.legend(fontsize=8)

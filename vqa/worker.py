@@ -10,9 +10,9 @@ Nothing is lost when a task dies or is stopped:
 
 - every ``checkpoint_every`` segments the worker saves the next segment index and the detectors'
   state (JSON) to the checkpoint bucket; a replacement restores the state and runs the detectors
-  from there (decoding the prefix again without analysing it, so that the segments are
-  bit-identical), and since detector state round-trips exactly it reports exactly the defects of
-  an uninterrupted run (defects re-reported after the checkpoint hit the same keys);
+  from there (segments decoded after a seek are identical to those of a continuous pass), and
+  since detector state round-trips exactly it reports exactly the defects of an uninterrupted
+  run (defects re-reported after the checkpoint hit the same keys);
 - while it works it extends the message's visibility (a heartbeat), so a live worker keeps its
   job and a dead one's job reappears after ``visibility_seconds``;
 - on SIGTERM (ECS scale-in, deployment, spot reclaim) it finishes the current segment,
@@ -125,8 +125,8 @@ class WorkerSettings:
     wait_seconds: int = 20
     #: Delay before a failed job is offered again (``min(cap, 2**receives)``); 0 retries at once.
     retry_delay_cap: int = 30
-    #: ``replay`` (exact) or ``seek`` (faster): how a resumed job reaches its checkpoint.
-    resume: str = "replay"
+    #: ``seek`` or ``replay``: how a resumed job reaches its checkpoint (see run_detectors).
+    resume: str = "seek"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerSettings:
@@ -138,7 +138,7 @@ class WorkerSettings:
             "table": env.get("VQA_TABLE", ""),
             "checkpoint_bucket": env.get("VQA_CHECKPOINT_BUCKET", ""),
             "topic_arn": env.get("VQA_TOPIC_ARN") or None,
-            "resume": env.get("VQA_RESUME") or "replay",
+            "resume": env.get("VQA_RESUME") or "seek",
         }
         for name, conv in (
             ("segment_seconds", float),
@@ -326,8 +326,21 @@ class JobResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+def tracks_for(detectors: Sequence[str]) -> tuple[str, ...]:
+    """The tracks a detector group needs: an audio-only shard never decodes the picture."""
+    from vqa.detectors import DETECTORS
+
+    needs = {DETECTORS[name].needs for name in detectors}
+    tracks = []
+    if needs & {"video", "both"}:
+        tracks.append("video")
+    if needs & {"audio", "both"}:
+        tracks.append("audio")
+    return tuple(tracks)
+
+
 #: How a resumed job gets back to its checkpoint (see :func:`run_detectors`).
-RESUME_MODES = ("replay", "seek")
+RESUME_MODES = ("seek", "replay")
 
 
 def run_detectors(
@@ -342,7 +355,7 @@ def run_detectors(
     after_segment: Callable[[int], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    resume: str = "replay",
+    resume: str = "seek",
 ) -> JobResult:
     """Decode ``job.source`` once and run the detector group over it, from ``checkpoint`` on.
 
@@ -351,12 +364,12 @@ def run_detectors(
     turns true after a segment, in which case :class:`StopRequested` is raised. ``heartbeat`` is
     called after every decoded segment, ``after_segment`` after every analysed one.
 
-    Resuming, ``resume="replay"`` (the default) decodes the source from its start again but runs
-    the detectors only from the checkpoint on: the segments they see are bit-identical to an
-    uninterrupted run's, so the defects are exactly the same. ``"seek"`` seeks to the checkpoint
-    instead (cheaper for long sources) but is exact only when decoding does not depend on
-    history: FFmpeg's AAC decoder draws perceptual-noise-substitution noise from a generator
-    seeded at the start of the stream, so audio decoded after a seek differs in its low bits.
+    Resuming, ``resume="seek"`` (the default) seeks to the checkpoint's segment: exact, because
+    :func:`vqa.media.iter_segments` makes every segment a function of the segment alone (video
+    from the preceding keyframe, audio from a fresh decoder with a fixed preroll: FFmpeg's AAC
+    decoder would otherwise carry noise-generator state across a seek). ``"replay"`` decodes the
+    source from its start again and runs the detectors only from the checkpoint on: the
+    conservative choice for a decoder or container that cannot seek exactly.
     """
     from vqa.detectors import DetectorSet
     from vqa.media import iter_segments
@@ -378,6 +391,7 @@ def run_detectors(
         start_index=start if resume == "seek" else 0,
         s3_client=s3_client,
         info=info,
+        tracks=tracks_for(detectors),
     )
     with contextlib.closing(segs):  # type: ignore[type-var]
         for seg in segs:
@@ -465,18 +479,24 @@ class Worker:
 
     # -- loop ------------------------------------------------------------------------------
 
-    def run(self, *, drain: bool = False, max_jobs: int | None = None) -> int:
+    def run(self, *, drain: bool = False, max_jobs: int | None = None, first_wait: int = 0) -> int:
         """Process jobs until stopped (or, with ``drain``, until the queue is empty).
 
-        Returns the number of jobs completed. CPU time spent in the loop is added to the meter's
-        ``worker_cpu_seconds``.
+        ``first_wait`` (drain mode): long-poll this long for the first job, so that a worker can
+        be started before its job is queued. Returns the number of jobs completed. CPU time spent
+        in the loop is added to the meter's ``worker_cpu_seconds``.
         """
         cpu0 = self.cpu_clock()
+        first = True
         try:
             while not self.stopping:
                 if max_jobs is not None and self.jobs_done + self.jobs_failed >= max_jobs:
                     break
-                wait = 0 if drain else self.settings.wait_seconds
+                if drain:
+                    wait = min(20, first_wait) if first else 0
+                else:
+                    wait = self.settings.wait_seconds
+                first = False
                 resp = self.clients.sqs.receive_message(
                     QueueUrl=self.settings.queue_url,
                     MaxNumberOfMessages=1,
@@ -519,7 +539,7 @@ class Worker:
         protection = TaskProtection.from_env()
         protection.set(True)
         try:
-            result = self._run_job(job, receipt, receives)
+            result = self._run_job(job, receipt, receives, protection)
         except StopRequested:
             log.info("job handed back after checkpoint", extra=ctx)
             self._hand_back(message)
@@ -542,7 +562,9 @@ class Worker:
             },
         )
 
-    def _run_job(self, job: Job, receipt: str, receives: int) -> JobResult:
+    def _run_job(
+        self, job: Job, receipt: str, receives: int, protection: TaskProtection | None = None
+    ) -> JobResult:
         s, c = self.settings, self.clients
         update_shard_status(
             c.dynamodb, s.table, job.stream, s.shard, "running", **{f"attempts_{s.shard}": receives}
@@ -554,6 +576,11 @@ class Worker:
                 extra={"stream": job.stream, "shard": s.shard, "next_index": checkpoint.next_index},
             )
         heartbeat = Heartbeat(c.sqs, s.queue_url, receipt, s.visibility_seconds)
+
+        def beat() -> None:
+            heartbeat.beat()
+            if protection is not None:
+                protection.renew()
 
         def emit(defects: list[Defect]) -> None:
             put_defects(
@@ -585,7 +612,7 @@ class Worker:
             save_checkpoint=save,
             checkpoint_every=s.checkpoint_every,
             after_segment=after_segment,
-            heartbeat=heartbeat.beat,
+            heartbeat=beat,
             should_stop=lambda: self.stopping,
             resume=s.resume,
         )
@@ -695,19 +722,29 @@ class TaskProtection:
     must pick an idle task, not this one.
     """
 
+    #: Protection expires after this long unless renewed (a hung task must not keep it forever).
+    MINUTES = 60
+
     def __init__(self, agent_uri: str | None) -> None:
         self.agent_uri = agent_uri
+        self._since: float | None = None
 
     @classmethod
     def from_env(cls) -> TaskProtection:
         return cls(os.environ.get("ECS_AGENT_URI"))
 
-    def set(self, enabled: bool, *, minutes: int = 180) -> None:
+    def renew(self) -> None:
+        """Called as segments complete: extend the protection at half its lifetime."""
+        if self._since is not None and time.monotonic() - self._since > self.MINUTES * 30:
+            self.set(True)
+
+    def set(self, enabled: bool) -> None:
         if not self.agent_uri:
             return
-        body = {"ProtectionEnabled": enabled}
+        self._since = time.monotonic() if enabled else None
+        body: dict[str, Any] = {"ProtectionEnabled": enabled}
         if enabled:
-            body["ExpiresInMinutes"] = minutes  # type: ignore[assignment]
+            body["ExpiresInMinutes"] = self.MINUTES
         req = urllib.request.Request(
             f"{self.agent_uri}/task-protection/v1/state",
             data=json.dumps(body).encode(),
@@ -782,8 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         choices=RESUME_MODES,
         default=None,
-        help="how a resumed job reaches its checkpoint: replay (exact, default) or seek "
-        "(VQA_RESUME)",
+        help="how a resumed job reaches its checkpoint: seek (default) or replay, which decodes "
+        "the source from its start again (VQA_RESUME)",
     )
     p.add_argument(
         "--endpoint-url",
@@ -792,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION)")
     p.add_argument("--drain", action="store_true", help="exit when the queue is empty")
+    p.add_argument(
+        "--first-wait",
+        type=int,
+        default=0,
+        help="with --drain: long-poll up to this many seconds (max 20) for the first job",
+    )
     p.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
     p.add_argument(
         "--usage-out", default=None, help="write the metered usage (JSON) to this file at exit"
@@ -831,6 +874,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing := settings.missing():
         print(f"vqa.worker: error: missing settings: {', '.join(missing)}", file=sys.stderr)
         return 2
+    # Import the decoder and the detectors before the first job, not while it waits.
+    import vqa.detectors
+    import vqa.media  # noqa: F401
+
     clients = Clients.create(meter=meter, endpoint_url=args.endpoint_url, region=args.region)
     worker = Worker(settings, clients, meter=meter)
     worker.install_signal_handlers()
@@ -839,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra={"shard": settings.shard, "detectors": list(settings.detectors)},
     )
     try:
-        done = worker.run(drain=args.drain, max_jobs=args.max_jobs)
+        done = worker.run(drain=args.drain, max_jobs=args.max_jobs, first_wait=args.first_wait)
         log.info("worker exiting", extra={"jobs_done": done, "jobs_failed": worker.jobs_failed})
     finally:
         if args.usage_out:

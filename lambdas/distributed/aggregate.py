@@ -25,24 +25,38 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     segment = event["segment"]
     index, first = int(event["index"]), int(event["first"])
     table = env("TABLE_NAME")
-    found = sort_defects(
-        [Defect.from_json(d) for out in event["detected"] for d in out["defects"]]
-    )
+    found = sort_defects([Defect.from_json(d) for out in event["detected"] for d in out["defects"]])
     with transient_errors():
         new = results.put_defects(
-            dynamodb=CLIENTS.dynamodb, table=table, stream=stream, defects=found,
-            sns=CLIENTS.sns, topic_arn=env("TOPIC_ARN"),
+            dynamodb=CLIENTS.dynamodb,
+            table=table,
+            stream=stream,
+            defects=found,
+            sns=CLIENTS.sns,
+            topic_arn=env("TOPIC_ARN"),
         )
         if segment["last"]:
             results.put_status(
-                dynamodb=CLIENTS.dynamodb, table=table, stream=stream, state="done",
-                source=event["source"], segments=index + 1, end=segment["end"],
-                duration=event["info"].get("duration", 0.0),
+                dynamodb=CLIENTS.dynamodb,
+                table=table,
+                stream=stream,
+                state="done",
+                source=event["source"],
+                segments=index + 1,
+                end=segment["end"],
+                duration=segment.get("duration", event["info"].get("duration", 0.0)),
                 skipped=event["info"].get("skipped", {}),
             )
     nxt = index + 1
-    log("aggregate", stream=stream, index=index, defects=len(found), new=new,
-        last=segment["last"], ms=timer.ms)
+    log(
+        "aggregate",
+        stream=stream,
+        index=index,
+        defects=len(found),
+        new=new,
+        last=segment["last"],
+        ms=timer.ms,
+    )
     return {
         "stream": stream,
         "source": event["source"],

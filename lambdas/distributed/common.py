@@ -97,9 +97,17 @@ class TransientError(Exception):
 
 
 _TRANSIENT_CODES = {
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalError",
-    "ServiceUnavailable", "ProvisionedThroughputExceededException", "RequestTimeout",
-    "InternalServerError", "InternalFailure", "TooManyRequestsException",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalError",
+    "ServiceUnavailable",
+    "ProvisionedThroughputExceededException",
+    "RequestTimeout",
+    "InternalServerError",
+    "InternalFailure",
+    "TooManyRequestsException",
 }
 
 

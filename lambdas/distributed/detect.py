@@ -58,7 +58,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bucket = env("INTERMEDIATE_BUCKET")
     stream, ref, info = str(event["stream"]), event["segment"], event["info"]
     index = int(ref["index"])
-    if name in info.get("skipped", {}):
+    if name in info.get("skipped", {}):  # this stream lacks the track(s) it needs
         return {"detector": name, "defects": []}
     det = detectors.create(name)
     with transient_errors():
@@ -77,7 +77,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         with transient_errors():
             CLIENTS.s3.put_object(
-                Bucket=bucket, Key=state_key(stream, name, index),
+                Bucket=bucket,
+                Key=state_key(stream, name, index),
                 Body=json.dumps(det.get_state(), separators=(",", ":")).encode(),
             )
     log("detect", detector=name, stream=stream, index=index, defects=len(found), ms=timer.ms)

@@ -11,19 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.distributed.common import CLIENTS, Timer, env, log, transient_errors
-from vqa import media, results
-from vqa import detectors
+from vqa import detectors, media, results
+from vqa.detectors import _NEEDS_REASON as NEEDS_REASON
 
 
 def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str]:
-    """``{detector: reason}`` for the detectors that do not apply to this source's tracks."""
-    skipped: dict[str, str] = {}
+    """What ``vqa analyze`` reports as skipped: undecodable streams (``"<kind> stream"``) and the
+    detectors that do not apply to the tracks there are, with the same reasons."""
+    skipped = {f"{kind} stream": why for kind, why in info.skipped.items()}
     for name in names:
         det = detectors.create(name)
         if not det.applies(has_video=info.has_video, has_audio=info.has_audio):
-            missing = [t for t, has in (("video", info.has_video), ("audio", info.has_audio))
-                       if not has and det.needs in (t, "both")]
-            skipped[name] = f"no {' or '.join(missing)} track"
+            skipped[name] = NEEDS_REASON[det.needs]
     return skipped
 
 
@@ -42,8 +41,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
     with transient_errors():
         results.put_status(
-            dynamodb=CLIENTS.dynamodb, table=env("TABLE_NAME"), stream=stream, state="running",
-            source=source, duration=info.duration, skipped=skipped,
+            dynamodb=CLIENTS.dynamodb,
+            table=env("TABLE_NAME"),
+            stream=stream,
+            state="running",
+            source=source,
+            duration=info.duration,
+            skipped=skipped,
         )
     log("start", stream=stream, source=source, ms=timer.ms, **out)
     return out

@@ -68,7 +68,9 @@ class ComputeCluster(Construct):
             role=role,
             security_group=network.instance_security_group,
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            # Hop limit 1: containers on the bridge network cannot reach the instance metadata
+            # (and the instance role); workers get the task role's credentials from ECS.
+            http_put_response_hop_limit=1,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",

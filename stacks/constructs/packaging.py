@@ -74,18 +74,26 @@ def build_deps(architecture: str, *, requirements_file: Path = REQUIREMENTS) -> 
     try:
         pip = [sys.executable, "-m", "pip"]
         if _pip_too_old():
-            subprocess.run(  # noqa: S603 - fixed argv, no shell
+            subprocess.run(
                 [*pip, "install", "--quiet", "--upgrade", "pip"], check=True, stdout=sys.stderr
             )
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [
-                *pip, "install", "--quiet", "--no-compile",
-                "--platform", _pip_platform(architecture),
+                *pip,
+                "install",
+                "--quiet",
+                "--no-compile",
+                "--platform",
+                _pip_platform(architecture),
                 "--only-binary=:all:",
-                "--python-version", PYTHON_VERSION,
-                "--implementation", "cp",
-                "-t", str(work / "python"),
-                "-r", str(requirements_file),
+                "--python-version",
+                PYTHON_VERSION,
+                "--implementation",
+                "cp",
+                "-t",
+                str(work / "python"),
+                "-r",
+                str(requirements_file),
             ],
             check=True,
             stdout=sys.stderr,
@@ -204,7 +212,8 @@ class LambdaPackaging(Construct):
                     image=cdk.DockerImage.from_registry(_FALLBACK_IMAGE),
                     local=_DepsBundler(architecture),
                     command=[
-                        "bash", "-c",
+                        "bash",
+                        "-c",
                         "pip install -r requirements.txt -t /asset-output/python",
                     ],
                 ),

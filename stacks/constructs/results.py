@@ -31,6 +31,9 @@ class ResultsStore(Construct):
         )
         self.topic_key = kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns")
         self.topic = sns.Topic(
-            self, "Alerts", display_name="VQA defect alerts", master_key=self.topic_key,
+            self,
+            "Alerts",
+            display_name="VQA defect alerts",
+            master_key=self.topic_key,
             enforce_ssl=True,
         )

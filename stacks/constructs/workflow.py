@@ -9,9 +9,10 @@ Execution input: ``{"stream": id, "source": "s3://bucket/key", "index": 0}``. Th
 execution of a stream probes the source (``Start``) and carries the result as ``info``.
 
 Chunking: one execution handles at most :func:`segments_per_execution` segments and then starts a
-fresh execution of the same state machine at the carried index (named ``<stream>-<index>``, so a
-retried hand-over cannot start two), so a stream of any length stays far below the 25,000-event
-history limit of a Standard execution and the 5-minute limit of an Express one.
+fresh execution of the same state machine at the carried index (the ``handover`` function names it
+``<stream>-<index>``, so a retried hand-over cannot start two), so a stream of any length stays
+far below the 25,000-event history limit of a Standard execution and the 5-minute limit of an
+Express one.
 
 Failure: transient Lambda errors are retried with exponential backoff and jitter; anything else
 (a bad source, retries exhausted) is caught, recorded with the segment index in the results
@@ -19,6 +20,8 @@ table's stream status item, and the execution fails: it never hangs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
@@ -30,11 +33,17 @@ from constructs import Construct
 
 #: Step Functions' history limit of one Standard execution.
 HISTORY_EVENT_LIMIT = 25_000
-#: Upper bound of history events one segment adds (Convert, a Parallel of up to six detector
-#: tasks, Aggregate, Choice: 5 events per task, 4 for the Parallel itself, 2 for the Choice; the
-#: local emulation measures the real figure and a test holds it under this bound), plus room for
-#: one retry of every task.
-EVENTS_PER_SEGMENT_BOUND = 2 * (5 * (1 + 6 + 1) + 4 + 2)
+
+
+def events_per_segment_bound(detectors: int) -> int:
+    """Upper bound of the history events one segment adds: 5 per task (Convert, one per
+    detector, Aggregate), 4 for the Parallel itself, 2 for the Choice, doubled to allow one retry
+    of every task. The local emulation measures the real figure; a test holds it under this."""
+    return 2 * (5 * (1 + detectors + 1) + 4 + 2)
+
+
+#: The bound for the six detectors of the default configuration.
+EVENTS_PER_SEGMENT_BOUND = events_per_segment_bound(6)
 #: Express executions stop after 5 minutes; a live stream arrives in real time, so one Express
 #: execution takes at most this many one-second segments.
 EXPRESS_MAX_SEGMENTS = 120
@@ -52,26 +61,34 @@ TRANSIENT_ERRORS = [
 ]
 
 
+def logical_id(construct: Construct) -> str:
+    """The CloudFormation logical id of a construct's resource (cdk-nag names findings by it)."""
+    child = construct.node.default_child
+    assert isinstance(child, cdk.CfnElement), construct.node.path
+    return str(cdk.Stack.of(construct).resolve(cdk.Stack.of(construct).get_logical_id(child)))
+
+
 def segments_per_execution(*, configured: int, workflow_type: str, detectors: int) -> int:
     """How many segments one execution handles before handing over to a fresh one."""
-    per_segment = 2 * (5 * (1 + detectors + 1) + 4 + 2)
-    history_cap = (HISTORY_EVENT_LIMIT * 4 // 5) // per_segment  # 20% headroom
+    history_cap = (HISTORY_EVENT_LIMIT * 4 // 5) // events_per_segment_bound(detectors)
     cap = history_cap if workflow_type == "STANDARD" else min(history_cap, EXPRESS_MAX_SEGMENTS)
     return max(1, min(configured, cap))
 
 
 class AnalysisWorkflow(Construct):
-    """The state machine wiring ``start``, ``convert``, ``detectors`` and ``aggregate``."""
+    """The state machine wiring ``start``, ``convert``, ``detectors``, ``aggregate`` and
+    ``handover``."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        start: lambda_.IFunction,
-        convert: lambda_.IFunction,
-        detectors: dict[str, lambda_.IFunction],
-        aggregate: lambda_.IFunction,
+        start: lambda_.Function,
+        convert: lambda_.Function,
+        detectors: Mapping[str, lambda_.Function],
+        aggregate: lambda_.Function,
+        handover: lambda_.Function,
         table: dynamodb.ITableV2,
         workflow_type: str,
         destroy_on_delete: bool,
@@ -83,8 +100,9 @@ class AnalysisWorkflow(Construct):
         self.state_machine_name = f"{stack.stack_name}-Analysis"
         myself = sfn.StateMachine.from_state_machine_name(self, "Self", self.state_machine_name)
 
-        def invoke(construct_id: str, fn: lambda_.IFunction, payload: dict[str, object],
-                   **kwargs: object) -> tasks.LambdaInvoke:
+        def invoke(
+            construct_id: str, fn: lambda_.IFunction, payload: dict[str, object], **kwargs: object
+        ) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
                 self,
                 construct_id,
@@ -109,52 +127,62 @@ class AnalysisWorkflow(Construct):
         info = sfn.JsonPath.object_at("$.info")
 
         start_task = invoke(
-            "Start", start, {"stream": stream, "source": source}, result_path="$.info",
+            "Start",
+            start,
+            {"stream": stream, "source": source},
+            result_path="$.info",
             comment="Probe the source once per stream and record it as running",
         )
         convert_task = invoke(
-            "Convert", convert, {"stream": stream, "source": source, "index": index},
+            "Convert",
+            convert,
+            {"stream": stream, "source": source, "index": index},
             result_path="$.segment",
             comment="Decode one segment; write its frames and audio to the intermediate bucket",
         )
         detect = sfn.Parallel(
-            self, "Detect", result_path="$.detected",
+            self,
+            "Detect",
+            result_path="$.detected",
             comment="Every detector on the segment, one Lambda each, in parallel",
         )
         for name, fn in detectors.items():
             detect.branch(
                 invoke(
-                    f"Detect {name}", fn,
-                    {"stream": stream, "segment": sfn.JsonPath.object_at("$.segment"),
-                     "info": info},
+                    f"Detect {name}",
+                    fn,
+                    {
+                        "stream": stream,
+                        "segment": sfn.JsonPath.object_at("$.segment"),
+                        "info": info,
+                    },
                 )
             )
         aggregate_task = invoke(
-            "Aggregate", aggregate,
+            "Aggregate",
+            aggregate,
             {
-                "stream": stream, "source": source, "index": index, "info": info,
+                "stream": stream,
+                "source": source,
+                "index": index,
+                "info": info,
                 "first": sfn.JsonPath.number_at("$$.Execution.Input.index"),
                 "segment": sfn.JsonPath.object_at("$.segment"),
                 "detected": sfn.JsonPath.list_at("$.detected"),
             },
             comment="Store defects idempotently, alert on new ones; yields the next loop state",
         )
-        hand_over = tasks.StepFunctionsStartExecution(
-            self,
+        # The hand-over is a Lambda rather than the states:startExecution integration so that
+        # the local emulation (whose interpreter mis-cases that integration's parameters) runs
+        # the same definition; it costs one invocation per chunk of segments.
+        myself.grant_start_execution(handover)
+        handover.add_environment("STATE_MACHINE_ARN", myself.state_machine_arn)
+        hand_over = invoke(
             "Continue",
-            state_machine=myself,
-            name=sfn.JsonPath.format("{}-{}", stream, sfn.JsonPath.string_at("$.index")),
-            input=sfn.TaskInput.from_object(
-                {"stream": stream, "source": source, "index": index, "info": info}
-            ),
-            associate_with_parent=True,
+            handover,
+            {"stream": stream, "source": source, "index": index, "info": info},
+            result_path=sfn.JsonPath.DISCARD,
             comment="Hand the rest of the stream to a fresh execution (history limit)",
-        )
-        hand_over.add_retry(
-            errors=["StepFunctions.SdkClientException", "StepFunctions.AWSStepFunctionsException",
-                    sfn.Errors.TIMEOUT],
-            interval=cdk.Duration.seconds(1), backoff_rate=2.0, max_attempts=3,
-            jitter_strategy=sfn.JitterType.FULL,
         )
         record_failure = tasks.DynamoPutItem(
             self,
@@ -178,11 +206,17 @@ class AnalysisWorkflow(Construct):
             comment="Record the failure and the segment it happened at in the stream status",
         )
         record_failure.add_retry(
-            errors=[sfn.Errors.ALL], interval=cdk.Duration.seconds(1), backoff_rate=2.0,
-            max_attempts=3, jitter_strategy=sfn.JitterType.FULL,
+            errors=[sfn.Errors.ALL],
+            interval=cdk.Duration.seconds(1),
+            backoff_rate=2.0,
+            max_attempts=3,
+            jitter_strategy=sfn.JitterType.FULL,
         )
         failed = sfn.Fail(
-            self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause",
+            self,
+            "Failed",
+            error_path="$.error.Error",
+            cause_path="$.error.Cause",
         )
         record_failure.next(failed)
         for step in (start_task, convert_task, detect, aggregate_task, hand_over):
@@ -205,8 +239,11 @@ class AnalysisWorkflow(Construct):
         )
 
         self.log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.ONE_WEEK,
-            removal_policy=cdk.RemovalPolicy.DESTROY if destroy_on_delete
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_WEEK,
+            removal_policy=cdk.RemovalPolicy.DESTROY
+            if destroy_on_delete
             else cdk.RemovalPolicy.RETAIN,
         )
         self.state_machine = sfn.StateMachine(
@@ -217,8 +254,31 @@ class AnalysisWorkflow(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             tracing_enabled=True,
             logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ERROR,
+                destination=self.log_group,
+                level=sfn.LogLevel.ERROR,
                 include_execution_data=False,
             ),
             comment="VQA distributed: per segment Convert -> detectors in parallel -> Aggregate",
+        )
+        functions = [start, convert, *detectors.values(), aggregate, handover]
+        cdk.Validations.of(self).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SF1",
+                reason="Logging ALL events writes a log event per state transition (about ten "
+                "per stream-second), a CloudWatch cost outside the architecture under study; "
+                "errors are logged, and failures are recorded in the results table.",
+            ),
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray tracing and CloudWatch Logs delivery for the state machine: "
+                "their actions have no resource-level permissions, so AWS requires '*'.",
+            ),
+            *(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(fn)}.Arn>:*]",
+                    reason="The LambdaInvoke task's grant: invoke this one function and its "
+                    "versions/aliases (ARN suffix ':*'), nothing else.",
+                )
+                for fn in functions
+            ),
         )

@@ -15,7 +15,7 @@ from aws_cdk.assertions import Match, Template
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "VqaMonolith"
 TAG = {"Key": "vqa:architecture", "Value": "monolith"}
-SHARD_DETECTORS = ("black,freeze,corruption", "silence,clipping,av_sync")
+SHARD_DETECTORS = ("black,freeze,corruption,av_sync", "silence,clipping")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,9 @@ def test_launch_template_requires_imdsv2_and_uses_the_ecs_optimised_al2023_ami(
         {
             "LaunchTemplateData": Match.object_like(
                 {
-                    "MetadataOptions": Match.object_like({"HttpTokens": "required"}),
+                    "MetadataOptions": Match.object_like(
+                        {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
+                    ),
                     "InstanceType": "c7i.large",
                     "BlockDeviceMappings": [
                         Match.object_like({"Ebs": Match.object_like({"Encrypted": True})})
@@ -344,6 +346,14 @@ def test_every_taggable_resource_is_tagged_with_the_architecture(
     assert seen >= _TAGGED_TYPES
     asg = next(iter(_of_type(resources, "AWS::AutoScaling::AutoScalingGroup").values()))
     assert {**TAG, "PropagateAtLaunch": True} in asg["Properties"]["Tags"]
+    # The instances and their EBS volumes are what the bill is mostly made of.
+    lt = next(iter(_of_type(resources, "AWS::EC2::LaunchTemplate").values()))
+    tagged = {
+        spec["ResourceType"]
+        for spec in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]
+        if TAG in spec["Tags"]
+    }
+    assert {"instance", "volume"} <= tagged
 
 
 def test_outputs_for_the_client(template: Template) -> None:

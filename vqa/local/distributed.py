@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import sys
 import time
 import uuid
@@ -36,13 +37,11 @@ from vqa.meter import Meter
 log = logging.getLogger("vqa.local.distributed")
 
 #: A run that makes no progress for this long is reported as hung (a bug, never expected).
-STALL_SECONDS = 600.0
-_POLL_SECONDS = 0.05
+STALL_SECONDS = 300.0
+_POLL_SECONDS = 0.25
 
 
-def _overrides(
-    config: Any, granularity: str | None, workflow_type: str | None
-) -> dict[str, Any]:
+def _overrides(config: Any, granularity: str | None, workflow_type: str | None) -> dict[str, Any]:
     if config is None:
         ctx: dict[str, Any] = {}
     elif dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -125,6 +124,7 @@ def _handler_io(meter: Meter) -> Iterator[list[str]]:
         s3=aws.client("s3", meter=meter),
         dynamodb=aws.client("dynamodb", meter=meter),
         sns=aws.client("sns", meter=meter),
+        stepfunctions=aws.client("stepfunctions", meter=meter),
     )
     common.LOG_SINK = sink
     try:
@@ -168,9 +168,7 @@ def meter_history(meter: Meter, events: list[dict[str, Any]]) -> dict[str, int]:
     """
     entered = sum(1 for e in events if e["type"].endswith("StateEntered"))
     task_entered = sum(1 for e in events if e["type"] == "TaskStateEntered")
-    attempts = sum(
-        1 for e in events if e["type"] in ("LambdaFunctionScheduled", "TaskScheduled")
-    )
+    attempts = sum(1 for e in events if e["type"] in ("LambdaFunctionScheduled", "TaskScheduled"))
     transitions = entered + max(0, attempts - task_entered)
     meter.add("state_transitions", transitions)
     for e in events:
@@ -189,12 +187,19 @@ def _duration_seconds(start: datetime, stop: datetime | None) -> float:
     return max(0.0, ((stop or start) - start).total_seconds())
 
 
-def _progress_bar(progress: bool, total: float) -> Any:
+def _progress_bar(progress: bool, source: str, segment_seconds: float) -> Any:
+    """Segments analysed so far, on stderr (total from the container header when it has one)."""
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=max(1, round(total)), unit="seg", desc="distributed", file=sys.stderr)
+    from vqa.media import probe
+
+    try:
+        total: int | None = math.ceil(probe(source).duration / segment_seconds) or None
+    except VqaError:
+        total = None  # the run itself reports a bad source
+    return tqdm(total=total, unit="seg", desc="distributed", file=sys.stderr, leave=False)
 
 
 def _failure(source: str, status: Mapping[str, Any]) -> VqaError:
@@ -204,12 +209,17 @@ def _failure(source: str, status: Mapping[str, Any]) -> VqaError:
         message = str(json.loads(status.get("cause", "{}")).get("errorMessage", ""))
     except (ValueError, AttributeError):
         message = str(status.get("cause", ""))
+    err: VqaError
     if error == "BadSourceError":
         # The handler names the uploaded copy ("s3://bucket/key: reason"); name the user's source.
         _, sep, reason = message.partition(": ")
-        return BadSourceError(source, reason if sep else message)
-    segment = status.get("segment", "?")
-    return VqaError(f"{source}: distributed run failed at segment {segment}: {error}: {message}")
+        err = BadSourceError(source, reason if sep else message)
+    else:
+        segment = status.get("segment", "?")
+        detail = " ".join(f"{error}: {message}".split())
+        err = VqaError(f"{source}: distributed run failed at segment {segment}: {detail}")
+    err.recorded = dict(status)  # type: ignore[attr-defined]  # the stream status item, as stored
+    return err
 
 
 def _upload(source: str, s3: Any, bucket: str, stream: str) -> str:
@@ -268,7 +278,7 @@ def run_local(
         s3, ddb = aws.client("s3"), aws.client("dynamodb")
         uri = _upload(source, s3, outputs["SourceBucket"], stream)
 
-        bar = _progress_bar(progress, 0)
+        bar = _progress_bar(progress, source, float(settings["segment_seconds"]))
         done_segments: list[int] = []
 
         def on_invoke(inv: moto_lambda.Invocation) -> None:
@@ -302,10 +312,12 @@ def run_local(
             if status is not None and status.get("state") == "failed":
                 raise _failure(source, status)
             states = sorted({ex["status"] for ex in executions})
-            raise VqaError(f"{source}: distributed run ended ({', '.join(states)}) without a result")
+            raise VqaError(
+                f"{source}: distributed run ended ({', '.join(states)}) without a result"
+            )
         defects = results.read_defects(dynamodb=ddb, table=outputs["ResultsTable"], stream=stream)
 
-    duration = float(status.get("duration") or 0.0)
+    duration = round(float(status.get("duration") or 0.0), 6)
     skipped = json.loads(status.get("skipped") or "{}")
     usage = {
         **meter.snapshot(),
@@ -347,7 +359,8 @@ def _effective_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
         "segment_seconds": cfg.segment_seconds,
         "detectors": list(cfg.detectors),
         "segments_per_execution": segments_per_execution(
-            configured=cfg.segments_per_execution, workflow_type=cfg.workflow_type,
+            configured=cfg.segments_per_execution,
+            workflow_type=cfg.workflow_type,
             detectors=len(cfg.detectors),
         ),
     }

@@ -58,8 +58,8 @@ _FAKE_CREDENTIALS = {
     "AWS_REGION": REGION,
 }
 _DEFAULT_SHARDS: tuple[tuple[str, ...], ...] = (
-    ("black", "freeze", "corruption"),
-    ("silence", "clipping", "av_sync"),
+    ("black", "freeze", "corruption", "av_sync"),
+    ("silence", "clipping"),
 )
 
 
@@ -140,16 +140,23 @@ class Emulation:
     shards: list[ShardResources] = field(default_factory=list)
 
     def client(self, service: str, meter: Meter | None = None) -> Any:
-        import boto3
-
-        client = boto3.session.Session().client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_session_token="testing",
-        )
+        """A client of the emulated account; unmetered ones are shared, metered ones are new."""
+        if meter is None:
+            with _clients_lock:
+                cached = _plain_clients.get((self.endpoint, service))
+            if cached is not None:
+                return cached
+        with _clients_lock:  # botocore sessions are not thread-safe while creating clients
+            client = _session().client(  # type: ignore[call-overload]
+                service,
+                endpoint_url=self.endpoint,
+                region_name=REGION,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                aws_session_token="testing",
+            )
+            if meter is None:
+                _plain_clients[(self.endpoint, service)] = client
         return meter.attach(client) if meter is not None else client
 
     def worker_env(self, shard: ShardResources, settings: MonolithSettings) -> dict[str, str]:
@@ -184,6 +191,19 @@ class Emulation:
 
 _server_lock = threading.Lock()
 _server: Any = None
+_clients_lock = threading.Lock()
+_plain_clients: dict[tuple[str, str], Any] = {}
+_boto_session: Any = None
+
+
+def _session() -> Any:
+    """One botocore session for the emulation's clients: service models are loaded once."""
+    global _boto_session
+    if _boto_session is None:
+        import boto3
+
+        _boto_session = boto3.session.Session()
+    return _boto_session
 
 
 def moto_endpoint() -> str:
@@ -306,6 +326,7 @@ def invoke_orchestrator(
         meter.attach(getattr(module, name))
     counter = _LogBytes(meter)
     module.log.addHandler(counter)
+    module.log.propagate = False  # CloudWatch's copy is counted, not printed on our stderr
     ctx = _LambdaContext("vqa-monolith-orchestrator", ORCHESTRATOR_MEMORY_MB, 30)
     t0 = time.perf_counter()
     try:
@@ -455,8 +476,6 @@ def run_local(source: str, *, progress: bool = False, config: Any | None = None)
     emu = create_emulation(settings)
     staged = _stage_source(emu, source)
     stream = f"local-{uuid.uuid4().hex[:12]}"
-    invoke_orchestrator(emu, settings, {"stream": stream, "source": staged}, meter)
-
     bar = _progress_bar(progress, len(emu.shards))
     lock = threading.Lock()
     done_segments: dict[str, int] = {}
@@ -474,9 +493,21 @@ def run_local(source: str, *, progress: bool = False, config: Any | None = None)
                     bar.update(max(0, n - prev))
 
     with tempfile.TemporaryDirectory(prefix="vqa-monolith-") as tmp:
+        # Like ECS tasks already running: the workers start (importing PyAV, numpy and the
+        # detectors) while the orchestrator fans the request out; they long-poll for the job.
         workers = [
-            start_worker(emu, shard, settings, Path(tmp), on_line=on_line) for shard in emu.shards
+            start_worker(
+                emu, shard, settings, Path(tmp), on_line=on_line, extra_args=["--first-wait", "20"]
+            )
+            for shard in emu.shards
         ]
+        try:
+            invoke_orchestrator(emu, settings, {"stream": stream, "source": staged}, meter)
+        except BaseException:
+            for wp in workers:
+                wp.proc.terminate()
+                wp.proc.wait()
+            raise
         errors: list[VqaError] = []
         for wp in workers:
             try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vqa.meter import Meter
+
+log = logging.getLogger(__name__)
 
 PATCH_MODULE = "moto.awslambda.models"
 PATCH_CLASS = "LambdaFunction"
@@ -130,14 +133,17 @@ def dispatch_in_process(
             try:
                 result = _load_handler(str(self.handler))(event, context)
                 payload = json.dumps(result)
-            except Exception as exc:  # reported to Step Functions exactly as Lambda does
+            except BaseException as exc:  # reported to Step Functions exactly as Lambda does;
+                # nothing may escape: moto's interpreter thread would die and the run would hang.
                 error = type(exc).__name__
-                payload = json.dumps({
-                    "errorMessage": str(exc),
-                    "errorType": error,
-                    "requestId": context.aws_request_id,
-                    "stackTrace": traceback.format_tb(exc.__traceback__),
-                })
+                payload = json.dumps(
+                    {
+                        "errorMessage": str(exc),
+                        "errorType": error,
+                        "requestId": context.aws_request_id,
+                        "stackTrace": traceback.format_tb(exc.__traceback__),
+                    }
+                )
             finally:
                 seconds = time.perf_counter() - t0
                 FUNCTION_ENVIRONMENT.reset(token)
@@ -146,7 +152,12 @@ def dispatch_in_process(
             meter.add("lambda_invocations", 1)
             meter.add("lambda_gb_seconds", billed * memory_mb / 1024.0)
         if on_invoke is not None:
-            on_invoke(Invocation(self.function_name, str(self.handler), memory_mb, seconds, error))
+            try:
+                on_invoke(
+                    Invocation(self.function_name, str(self.handler), memory_mb, seconds, error)
+                )
+            except Exception:  # a progress callback must not fail the invocation
+                log.exception("on_invoke callback failed")
         return payload, error is not None, ""
 
     setattr(cls, PATCH_METHOD, _invoke_lambda)
