@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/hadolint containers/Dockerfile
 
 typecheck: setup
-	$(BIN)/mypy vqa stacks lambdas containers app.py
+	$(BIN)/mypy vqa stacks lambdas benchmarks app.py
 
 pytest: setup
 	@$(BIN)/python -m pytest -q -n 2 --dist loadfile; rc=$$?; \

@@ -19,7 +19,9 @@ class VqaConfig:
     # Distributed architecture.
     workflow_type: str = "STANDARD"  # or "EXPRESS"
     granularity: str = "frame"  # "frame": one object per frame as Prime Video did; or "segment"
-    segments_per_execution: int = 600  # keeps Standard executions far below 25,000 events
+    # About 46 history events per segment with six detectors (more with retries): 200 segments
+    # keep an execution well under Step Functions' 25,000-event limit (the stack clamps it too).
+    segments_per_execution: int = 200
     convert_memory_mb: int = 2048
     detector_memory_mb: int = 1024
     aggregate_memory_mb: int = 256
@@ -44,9 +46,8 @@ class VqaConfig:
     @classmethod
     def from_context(cls, ctx: dict[str, Any] | str | None) -> VqaConfig:
         # `cdk deploy -c vqa='{...}'` hands the value over as a JSON string.
-        if isinstance(ctx, str):
-            ctx = json.loads(ctx)
-        ctx = dict(ctx or {})
+        raw: dict[str, Any] = json.loads(ctx) if isinstance(ctx, str) else dict(ctx or {})
+        ctx = raw
         known = {f.name for f in fields(cls)}
         unknown = set(ctx) - known
         if unknown:

@@ -588,11 +588,21 @@ def _segments(
         # Demuxing failed part-way (e.g. truncated file): analyse what decoded.
         log.warning("%s: stopped reading: %s", source, _reason(exc))
     if video is not None:
-        try:
-            for frame in video.decode(None):
+        # Drain the decoder. With frame threading an error from a damaged tail can surface here;
+        # it marks the next frame out, and draining goes on so no decodable frame is lost.
+        assert vstate is not None
+        for _ in range(256):
+            try:
+                frames = video.decode(None)
+            except av.error.EOFError:
+                break
+            except av.error.FFmpegError:
+                vstate.pending_error = True
+                continue
+            for frame in frames:
                 on_video(frame)
-        except av.error.FFmpegError:
-            pass
+            if not frames:
+                break
     if not decoded_any and start_index == 0 and (asegs is None or asegs.end == -math.inf):
         raise BadSourceError(source, "no frame could be decoded")
     duration = max(last_v_end, last_a_end)

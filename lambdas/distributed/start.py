@@ -12,7 +12,7 @@ from typing import Any
 
 from lambdas.distributed.common import CLIENTS, Timer, env, log, transient_errors
 from vqa import detectors, media, results
-from vqa.detectors import _NEEDS_REASON as NEEDS_REASON
+from vqa.detectors import NEEDS_REASON
 
 
 def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str]:

@@ -25,9 +25,7 @@ def templates(cloud_assembly):  # type: ignore[no-untyped-def]
     """``{"VqaDistributed": Template, "VqaMonolith": Template}`` (aws_cdk.assertions)."""
     from aws_cdk.assertions import Template
 
-    return {
-        s.stack_name: Template.from_json(s.template) for s in cloud_assembly.stacks
-    }
+    return {s.stack_name: Template.from_json(s.template) for s in cloud_assembly.stacks}
 
 
 @pytest.fixture(scope="session")

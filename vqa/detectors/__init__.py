@@ -28,7 +28,7 @@ DETECTORS: dict[str, type[Detector[Any]]] = {
     )
 }
 
-__all__ = ["DETECTORS", "Detector", "DetectorSet", "create", "parse_names"]
+__all__ = ["DETECTORS", "NEEDS_REASON", "Detector", "DetectorSet", "create", "parse_names"]
 
 
 def parse_names(value: str | Sequence[str] | None) -> list[str]:
@@ -56,7 +56,7 @@ def create(name: str, **overrides: Any) -> Detector[Any]:
     return cls(**overrides)
 
 
-_NEEDS_REASON = {
+NEEDS_REASON = {
     "video": "no decodable video stream",
     "audio": "no decodable audio stream",
     "both": "needs both audio and video",
@@ -84,7 +84,7 @@ class DetectorSet:
                 if d.applies(has_video=has_video, has_audio=has_audio):
                     self._active.append(n)
                 else:
-                    self.skipped[n] = _NEEDS_REASON[d.needs]
+                    self.skipped[n] = NEEDS_REASON[d.needs]
         return self._active
 
     def process(self, segment: Segment) -> list[Defect]:

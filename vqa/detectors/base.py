@@ -81,7 +81,11 @@ def encode_array(a: NDArray[Any] | None) -> dict[str, Any] | None:
     if a is None:
         return None
     a = np.ascontiguousarray(a)
-    return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
+    return {
+        "dtype": a.dtype.str,
+        "shape": list(a.shape),
+        "b64": base64.b64encode(a.tobytes()).decode(),
+    }
 
 
 def decode_array(d: dict[str, Any] | None) -> NDArray[Any] | None:
