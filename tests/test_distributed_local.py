@@ -55,19 +55,9 @@ def test_moto_patch_point_check_detects_a_moved_hook(monkeypatch: pytest.MonkeyP
         moto_lambda.check_patch_point()
 
 
-# A truncated MPEG-TS: the last segment, decoded after a seek, must still see the decoder's
-# error on the cut packet. vqa.media decodes with frame threads, which report that error
-# asynchronously: about 1 run in 8 loses it after a seek (reproduced without this architecture:
-# decode_segment + a state round trip). Remove the mark once vqa.media decodes deterministically.
-_TRUNCATED = pytest.param(
-    "truncated.ts",
-    marks=pytest.mark.xfail(
-        strict=False, reason="vqa.media: frame-threaded decode after a seek is nondeterministic"
-    ),
+@pytest.mark.parametrize(
+    "clip", ["multi_25.ts", "damage_flip.mp4", "truncated.ts", "audio_only.m4a"]
 )
-
-
-@pytest.mark.parametrize("clip", ["multi_25.ts", "damage_flip.mp4", _TRUNCATED, "audio_only.m4a"])
 def test_parity_with_analyze(corpus: Any, clip: str) -> None:
     path = corpus.path(clip)
     expected = _analyze(path)

@@ -603,6 +603,13 @@ def _segments(
                 on_video(frame)
             if not frames:
                 break
+        if vstate.pending_error:
+            # The error surfaced after the last frame came out (frame threads report late): it
+            # belongs to the tail, so the last frame still waiting in a segment carries it.
+            tail = [b for _, b in sorted(builders.items()) if b.corrupt]
+            if tail:
+                tail[-1].corrupt[-1] = True
+            vstate.pending_error = False
     if not decoded_any and start_index == 0 and (asegs is None or asegs.end == -math.inf):
         raise BadSourceError(source, "no frame could be decoded")
     duration = max(last_v_end, last_a_end)
