@@ -89,6 +89,9 @@ class ComputeCluster(Construct):
             min_capacity=min_instances,
             max_capacity=max_instances,
             new_instances_protected_from_scale_in=True,
+            # Group metrics (free at 1-minute granularity) give `vqa experiment --aws` the
+            # instance-hours actually run.
+            group_metrics=[autoscaling.GroupMetrics.all()],
         )
         self.capacity_provider = ecs.AsgCapacityProvider(
             self,

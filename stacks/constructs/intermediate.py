@@ -12,25 +12,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.constructs.buckets import secure_bucket
+
 #: Key prefixes inside the intermediate bucket (the handlers build keys under these).
 SEGMENTS_PREFIX = "segments/"
 STATE_PREFIX = "state/"
-
-
-def _secure_bucket(
-    scope: Construct, construct_id: str, *, destroy_on_delete: bool, **kwargs: object
-) -> s3.Bucket:
-    return s3.Bucket(
-        scope,
-        construct_id,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        enforce_ssl=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        removal_policy=cdk.RemovalPolicy.DESTROY if destroy_on_delete else cdk.RemovalPolicy.RETAIN,
-        auto_delete_objects=destroy_on_delete,
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 class MediaBuckets(Construct):
@@ -54,8 +40,8 @@ class MediaBuckets(Construct):
                 "study; use CloudTrail S3 data events in an account that needs the audit.",
             )
         )
-        self.source = _secure_bucket(self, "Source", destroy_on_delete=destroy_on_delete)
-        self.intermediate = _secure_bucket(
+        self.source = secure_bucket(self, "Source", destroy_on_delete=destroy_on_delete)
+        self.intermediate = secure_bucket(
             self,
             "Intermediate",
             destroy_on_delete=destroy_on_delete,

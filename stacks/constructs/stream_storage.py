@@ -13,26 +13,17 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.constructs.buckets import secure_bucket
+
 
 class StreamStorage(Construct):
     """Private, encrypted, TLS-only buckets for sources and checkpoints."""
 
     def __init__(self, scope: Construct, construct_id: str, *, destroy_on_delete: bool) -> None:
         super().__init__(scope, construct_id)
-        removal = cdk.RemovalPolicy.DESTROY if destroy_on_delete else cdk.RemovalPolicy.RETAIN
 
         def bucket(name: str, **kwargs: object) -> s3.Bucket:
-            return s3.Bucket(
-                self,
-                name,
-                encryption=s3.BucketEncryption.S3_MANAGED,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                enforce_ssl=True,
-                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-                removal_policy=removal,
-                auto_delete_objects=destroy_on_delete,
-                **kwargs,  # type: ignore[arg-type]
-            )
+            return secure_bucket(self, name, destroy_on_delete=destroy_on_delete, **kwargs)
 
         self.source_bucket = bucket("Sources", versioned=False)
         self.checkpoint_bucket = bucket(

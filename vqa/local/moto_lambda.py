@@ -150,6 +150,7 @@ def dispatch_in_process(
         if meter is not None:
             billed = math.ceil(seconds * 1000.0) / 1000.0
             meter.add("lambda_invocations", 1)
+            meter.add("lambda_seconds", billed)
             meter.add("lambda_gb_seconds", billed * memory_mb / 1024.0)
         if on_invoke is not None:
             try:
