@@ -10,34 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-import jsii
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from stacks.config import VqaConfig
 from stacks.constructs.intermediate import SEGMENTS_PREFIX, STATE_PREFIX, MediaBuckets
 from stacks.constructs.lambda_defaults import VqaFunctions
 from stacks.constructs.results import ResultsStore
+from stacks.constructs.tagging import tag_architecture
 from stacks.constructs.workflow import AnalysisWorkflow, logical_id, segments_per_execution
 
-ARCHITECTURE_TAG = ("vqa:architecture", "distributed")
+ARCHITECTURE = "distributed"
 HANDLERS = "lambdas.distributed"
-
-
-@jsii.implements(cdk.IAspect)
-class _TagUntaggable:
-    """CDK's own custom resource providers (e.g. auto-delete objects) are raw ``CfnResource``s
-    that ``Tags.of`` does not reach; tag them too, so Cost Explorer sees every resource."""
-
-    TAGGABLE = ("AWS::IAM::Role", "AWS::Lambda::Function")
-
-    def visit(self, node: IConstruct) -> None:
-        if (
-            isinstance(node, cdk.CfnResource)
-            and node.cfn_resource_type in self.TAGGABLE
-            and not cdk.TagManager.is_taggable(node)
-        ):
-            key, value = ARCHITECTURE_TAG
-            node.add_property_override("Tags", [{"Key": key, "Value": value}])
 
 
 class DistributedStack(cdk.Stack):
@@ -46,8 +29,7 @@ class DistributedStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        cdk.Tags.of(self).add(*ARCHITECTURE_TAG)
-        cdk.Aspects.of(self).add(_TagUntaggable())
+        tag_architecture(self, ARCHITECTURE)
 
         buckets = MediaBuckets(
             self,

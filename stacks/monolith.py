@@ -8,10 +8,8 @@ to all shards. The stack only wires the constructs together; each concern is its
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
@@ -23,10 +21,11 @@ from stacks.constructs.orchestrator import Orchestrator
 from stacks.constructs.results import ResultsStore
 from stacks.constructs.shard_service import ShardService
 from stacks.constructs.stream_storage import StreamStorage
+from stacks.constructs.tagging import tag_architecture
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "containers/Dockerfile"
-ARCHITECTURE_TAG = ("vqa:architecture", "monolith")
+ARCHITECTURE = "monolith"
 #: Segments between two checkpoints: after a crash at most this many are analysed again.
 CHECKPOINT_EVERY = 10
 
@@ -71,34 +70,13 @@ def docker_ignore_patterns() -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-@jsii.implements(cdk.IAspect)
-class _TagProviderResources:
-    """Tag the roles and functions of CDK's own custom-resource providers too.
-
-    They are plain ``CfnResource`` objects that ``Tags.of`` does not reach; without the tag a
-    sandbox's Cost Explorer could not attribute them to this architecture.
-    """
-
-    TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
-
-    def visit(self, node: Any) -> None:
-        if (
-            isinstance(node, cdk.CfnResource)
-            and node.cfn_resource_type in self.TYPES
-            and not cdk.TagManager.is_taggable(node)
-        ):
-            key, value = ARCHITECTURE_TAG
-            node.add_property_override("Tags", [{"Key": key, "Value": value}])
-
-
 class MonolithStack(cdk.Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: VqaConfig, **kwargs: object
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.config = config
-        cdk.Tags.of(self).add(*ARCHITECTURE_TAG)
-        cdk.Aspects.of(self).add(_TagProviderResources())
+        tag_architecture(self, ARCHITECTURE)
 
         network = Network(
             self,

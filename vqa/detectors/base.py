@@ -76,6 +76,34 @@ class Detector(ABC, Generic[C]):
         return [f.name for f in fields(cls.Config)]
 
 
+class RunDetector(Detector[C]):
+    """A detector whose defect is a run of flagged time (black frames, silent samples).
+
+    Subclasses open a run by setting ``_start``, extend ``_end``, and call :meth:`_close` when the
+    run ends; runs shorter than ``config.min_duration`` are not defects.
+    """
+
+    def reset(self) -> None:
+        self._start: float | None = None  # start of the open run
+        self._end = 0.0  # end of what has been seen (closes a run still open at the end)
+
+    def _close(self, end: float) -> list[Defect]:
+        start, self._start = self._start, None
+        min_duration = self.config.min_duration  # type: ignore[attr-defined]
+        if start is not None and end - start >= min_duration - 1e-9:
+            return [Defect(start=start, end=end, kind=self.name)]
+        return []
+
+    def flush(self) -> list[Defect]:
+        return self._close(self._end)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"start": self._start, "end": self._end}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._start, self._end = state["start"], state["end"]
+
+
 def encode_array(a: NDArray[Any] | None) -> dict[str, Any] | None:
     """A numpy array as JSON-able data (base64 of the raw bytes plus dtype and shape)."""
     if a is None:

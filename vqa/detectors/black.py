@@ -15,13 +15,12 @@ live content:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vqa.defects import Defect
-from vqa.detectors.base import Detector
+from vqa.detectors.base import RunDetector
 from vqa.segment import Segment
 
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -51,14 +50,10 @@ def black_frames(hist: NDArray[np.int64], cfg: BlackConfig) -> NDArray[np.bool_]
     return (ratio >= cfg.picture_ratio) & (std <= cfg.flat_std)
 
 
-class BlackDetector(Detector[BlackConfig]):
+class BlackDetector(RunDetector[BlackConfig]):
     name = "black"
     needs = "video"
     Config = BlackConfig
-
-    def reset(self) -> None:
-        self._start: float | None = None
-        self._end = 0.0
 
     def process(self, segment: Segment) -> list[Defect]:
         v = segment.video
@@ -75,18 +70,3 @@ class BlackDetector(Detector[BlackConfig]):
             elif self._start is not None:
                 out += self._close(t)
         return out
-
-    def _close(self, end: float) -> list[Defect]:
-        start, self._start = self._start, None
-        if start is not None and end - start >= self.config.min_duration - 1e-9:
-            return [Defect(start=start, end=end, kind=self.name)]
-        return []
-
-    def flush(self) -> list[Defect]:
-        return self._close(self._end)
-
-    def get_state(self) -> dict[str, Any]:
-        return {"start": self._start, "end": self._end}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self._start, self._end = state["start"], state["end"]

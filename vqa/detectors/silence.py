@@ -10,12 +10,11 @@ many times a second and is never silent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from vqa.defects import Defect
-from vqa.detectors.base import Detector
+from vqa.detectors.base import RunDetector
 from vqa.segment import Segment
 
 
@@ -25,14 +24,10 @@ class SilenceConfig:
     min_duration: float = 0.5  # seconds
 
 
-class SilenceDetector(Detector[SilenceConfig]):
+class SilenceDetector(RunDetector[SilenceConfig]):
     name = "silence"
     needs = "audio"
     Config = SilenceConfig
-
-    def reset(self) -> None:
-        self._start: float | None = None  # start of the current silent run
-        self._end = 0.0  # end of the audio seen so far
 
     def process(self, segment: Segment) -> list[Defect]:
         a = segment.audio
@@ -71,18 +66,3 @@ class SilenceDetector(Detector[SilenceConfig]):
                 self._start = t0 + (loud[-1] + 1) / rate
         self._end = t0 + a.n / rate
         return out
-
-    def _close(self, end: float) -> list[Defect]:
-        start, self._start = self._start, None
-        if start is not None and end - start >= self.config.min_duration - 1e-9:
-            return [Defect(start=start, end=end, kind=self.name)]
-        return []
-
-    def flush(self) -> list[Defect]:
-        return self._close(self._end)
-
-    def get_state(self) -> dict[str, Any]:
-        return {"start": self._start, "end": self._end}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self._start, self._end = state["start"], state["end"]
