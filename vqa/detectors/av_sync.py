@@ -22,6 +22,7 @@ carrying the median ``offset_ms``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,18 @@ from vqa.detectors.base import Detector
 from vqa.segment import Segment
 
 _LEVELS = np.arange(256, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _carrier(omega: float, n: int) -> NDArray[np.complex128]:
+    carrier: NDArray[np.complex128] = np.exp(-1j * omega * np.arange(n))
+    carrier.setflags(write=False)
+    return carrier
+
+
+def _period(omega: float) -> float:
+    """Samples per carrier period (phase reduction keeps the rotation angle small)."""
+    return 2 * np.pi / omega
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,10 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         # Tone band: demodulate at beep_hz (phase from the absolute sample index, so segments
         # join seamlessly) and sum over tone_window: a narrow band-pass on a 1 ms grid.
         first = round(start * a.rate)
-        phase = 2j * np.pi * cfg.beep_hz / a.rate * np.arange(first, first + n * win)
-        z = (frames.ravel() * np.exp(-phase)).reshape(n, win).sum(axis=1)
+        omega = 2 * np.pi * cfg.beep_hz / a.rate
+        # e^{-j w (first + k)} = e^{-j w first} * e^{-j w k}: one cached carrier, one rotation.
+        carrier = _carrier(omega, n * win) * np.exp(-1j * omega * (first % _period(omega)))
+        z = (frames.ravel() * carrier).reshape(n, win).sum(axis=1)
         m = max(1, round(cfg.tone_window / cfg.window))
         tail = np.asarray([complex(r, i) for r, i in self._ztail], dtype=np.complex128)
         zz = np.concatenate([tail, z])
@@ -157,11 +172,13 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         recent = np.concatenate([np.asarray(st["recent"], dtype=np.float64), levels])
         base = len(st["recent"])
         # Loudest of the `history` windows before the build-up, for every window at once.
-        prev_max = np.full(levels.size, -np.inf)
-        for lag in range(rise + 1, history + 1):
-            idx = np.arange(levels.size) + base - lag
-            ok = idx >= 0
-            prev_max[ok] = np.maximum(prev_max[ok], recent[idx[ok]])
+        # Window j's reference is the loudest of recent[base + j - history : base + j - rise].
+        width = history - rise
+        padded = np.concatenate([np.full(max(0, history - base), -np.inf), recent])
+        off = max(0, history - base)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+        starts = np.arange(levels.size) + base + off - history
+        prev_max = windows[starts].max(axis=1)
         rising = (levels >= prev_max + cfg.beep_rise_db) & (levels >= cfg.beep_floor_db)
         burst = st["burst"]
         j = 0

@@ -46,7 +46,7 @@ class CorruptionConfig:
     merge_window: float = 0.5  # seconds: closer intervals are one defect
     image_threshold: float = 2.5  # blockiness ratio for image-only evidence
     image_min_frames: int = 3
-    rows: int = 48  # rows sampled (evenly) for the blockiness measure
+    rows: int = 24  # rows sampled (evenly) for the blockiness measure
 
 
 def blockiness(planes: list[NDArray[np.uint8]], rows: int) -> NDArray[np.float64]:
