@@ -163,15 +163,20 @@ def main() -> int:
                     f"(one worker, all detectors), {1 / total:.1f} ({len(shards)} shards)"
                 )
 
-        a = best_of(n, analyze_in_process, clip, key="wall")
-        m = best_of(n, monolith_in_process, clip, key="wall")
-        assert a["defects"] == m["defects"], "parity broken: different defect counts"
-        ratio = m["wall"] / a["wall"]
-        print(
-            f"{args.seconds:.0f} s 360p clip, wall time in process: analyze {a['wall']:.2f} s, "
-            f"local monolith run ({len(shards)} shards) {m['wall']:.2f} s -> {ratio:.2f}x "
-            f"(target <= 1.5x) [{'PASS' if ratio <= 1.5 else 'MISS'}]"
-        )
+        def wall(path: Path, label: str) -> dict[str, Any]:
+            a = best_of(n, analyze_in_process, path, key="wall")
+            m = best_of(n, monolith_in_process, path, key="wall")
+            assert a["defects"] == m["defects"], "parity broken: different defect counts"
+            ratio = m["wall"] / a["wall"]
+            print(
+                f"{label} clip, wall time in process: analyze {a['wall']:.2f} s, local monolith "
+                f"run ({len(shards)} shards) {m['wall']:.2f} s -> {ratio:.2f}x "
+                f"(target <= 1.5x) [{'PASS' if ratio <= 1.5 else 'MISS'}]"
+            )
+            return {"analyze": a, "monolith": m}
+
+        walls = wall(clip, f"{args.seconds:.0f} s 360p")
+        a, m = walls["analyze"], walls["monolith"]
         one = best_of(n, monolith_in_process, clip, [ALL], key="wall")
         print(
             f"  the same clip through one shard with all detectors: {one['wall']:.2f} s -> "
@@ -179,15 +184,7 @@ def main() -> int:
         )
         # At 360p a whole minute decodes in ~3 s, so the fixed cost of starting the shard
         # processes and the local AWS endpoint weighs; at 1080p the stream's own work dominates.
-        a_hd = best_of(n, analyze_in_process, hd, key="wall")
-        m_hd = best_of(n, monolith_in_process, hd, key="wall")
-        assert a_hd["defects"] == m_hd["defects"], "parity broken: different defect counts"
-        hd_ratio = m_hd["wall"] / a_hd["wall"]
-        print(
-            f"{args.hd_seconds:.0f} s 1080p30 clip, wall time in process: analyze "
-            f"{a_hd['wall']:.2f} s, local monolith run ({len(shards)} shards) {m_hd['wall']:.2f} s "
-            f"-> {hd_ratio:.2f}x (target <= 1.5x) [{'PASS' if hd_ratio <= 1.5 else 'MISS'}]"
-        )
+        wall(hd, f"{args.hd_seconds:.0f} s 1080p30")
         a_cli = min(cli_wall(["analyze", str(clip)]) for _ in range(n))
         m_cli = min(cli_wall(["run", str(clip), "--arch", "monolith"]) for _ in range(n))
         print(
