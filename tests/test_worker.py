@@ -143,13 +143,13 @@ def test_worker_stores_exactly_the_defects_of_analyze(
     assert _defects(emu, "s1") == expected
     status = get_status(dynamodb=emu.client("dynamodb"), table=emu.table, stream="s1") or {}
     assert status["state"] == "done" and status["shard_shard0"] == "done"
-    assert float(status["duration"]) == pytest.approx(10.0, abs=0.1)
+    assert float(status["duration_shard0"]) == pytest.approx(10.0, abs=0.1)
     assert _queue_depth(emu, emu.shards[0].queue_url) == 0
     snap = meter.snapshot()
     # One alert per defect; one decode pass; no intermediate objects (only checkpoints).
     assert snap["requests"]["sns"]["Publish"] == len(expected)
     # S3 writes are checkpoints only: one every 10 segments, none after the last segment.
-    segments = math.ceil(float(status["duration"]) - 1e-9)
+    segments = math.ceil(float(status["duration_shard0"]) - 1e-9)
     assert snap["requests"]["s3"].get("PutObject", 0) == (segments - 1) // 10
     assert snap["counters"]["worker_cpu_seconds"] > 0
     listing = emu.client("s3").list_objects_v2(Bucket=emu.checkpoint_bucket)

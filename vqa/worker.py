@@ -622,8 +622,13 @@ class Worker:
             job.stream,
             s.shard,
             "done",
-            duration=repr(result.duration),
-            **{f"skipped_{s.shard}": result.skipped, f"defects_{s.shard}": str(result.defects)},
+            **{
+                # Per shard: an audio-only shard sees the audio's end, the video shard the
+                # picture's; the stream lasts as long as the longest.
+                f"duration_{s.shard}": repr(result.duration),
+                f"skipped_{s.shard}": result.skipped,
+                f"defects_{s.shard}": str(result.defects),
+            },
         )
         shards = json.loads(item.get("shards") or "[]")
         if shards and all(item.get(f"shard_{n}") == "done" for n in shards):

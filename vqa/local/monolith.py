@@ -525,7 +525,7 @@ def run_local(source: str, *, progress: bool = False, config: Any | None = None)
     from vqa.results import read_defects
 
     defects = read_defects(dynamodb=emu.client("dynamodb"), table=emu.table, stream=stream)
-    duration = float(status.get("duration") or 0.0)
+    duration = max(float(status.get(f"duration_{shard.name}") or 0.0) for shard in emu.shards)
     skipped: dict[str, str] = {}
     for shard in emu.shards:
         skipped.update(json.loads(status.get(f"skipped_{shard.name}") or "{}"))
