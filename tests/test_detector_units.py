@@ -88,7 +88,6 @@ def video_segment(frames: list[np.ndarray], fps: float = 25.0, index: int = 0) -
             planes=frames,
             key=np.zeros(n, bool),
             corrupt=np.zeros(n, bool),
-            gap_before=np.zeros(n),
             frame_duration=1 / fps,
             width=frames[0].shape[1],
             height=frames[0].shape[0],

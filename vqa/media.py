@@ -15,7 +15,8 @@ the decoder's frames (``np.frombuffer`` on the plane, cropped to the picture wid
 
 Decoder signals feed the ``corruption`` detector deterministically (the same for a continuous pass
 and for a segment decoded after a seek): frames the decoder marks corrupt (error concealment),
-packets the decoder rejects (marked on the next frame output), and timestamp gaps (dropped packets).
+packets the decoder rejects (marked on the next frame output), timestamps that run backwards, and
+the picture types from which the detector works out gaps and how damage spreads.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vqa.errors import BadSourceError
-from vqa.segment import AudioTrack, Segment, VideoTrack
+from vqa.segment import AudioTrack, Segment, VideoTrack, cadence
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,6 @@ class _Builder:
         "a_first",
         "bframes",
         "corrupt",
-        "gaps",
         "keys",
         "planes",
         "times",
@@ -218,7 +218,6 @@ class _Builder:
         self.planes: list[NDArray[np.uint8]] = []
         self.keys: list[bool] = []
         self.corrupt: list[bool] = []
-        self.gaps: list[float] = []
         self.bframes: list[bool] = []
         self.a_chunks: list[NDArray[np.float32]] = []
         self.a_first: int | None = None
@@ -246,17 +245,11 @@ def _luma_view(frame: Any) -> NDArray[np.uint8]:
     return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-_GRAY_FORMATS = {
-    "yuv420p",
-    "yuvj420p",
-    "yuv422p",
-    "yuvj422p",
-    "yuv444p",
-    "yuvj444p",
-    "gray",
-    "nv12",
-    "yuv420p10le",
-}
+#: Pixel formats whose first plane is 8-bit luma, viewed as is; anything else (10-bit, packed
+#: YUYV, RGB) is converted to gray first.
+_DIRECT_LUMA = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray", "nv12", "nv21"}
+)
 
 
 #: AVPictureType: AV_PICTURE_TYPE_B.
@@ -279,13 +272,9 @@ class _VideoState:
         self.height = int(stream.codec_context.height or 0)
 
     def frame_duration(self) -> float:
-        if len(self.deltas) >= 3:
-            return float(np.median(self.deltas))
-        return self.nominal
+        return cadence(self.deltas, self.nominal)
 
-    def convert(
-        self, frame: Any
-    ) -> tuple[float, NDArray[np.uint8], bool, bool, float, bool] | None:
+    def convert(self, frame: Any) -> tuple[float, NDArray[np.uint8], bool, bool, bool] | None:
         if frame.pts is None:
             return None
         key, damaged = bool(frame.key_frame), bool(frame.is_corrupt)
@@ -296,26 +285,20 @@ class _VideoState:
             # drop the frame to keep time monotonic and mark the next one.
             self.pending_error = True
             return None
-        dur = self.frame_duration()
-        gap = 0.0
         if self.prev is not None:
             delta = t - self.prev
-            gap = max(0.0, delta - dur)
             # Only plausible cadence changes update the estimate; a gap must not teach itself.
-            if delta < 1.5 * dur or len(self.deltas) < 3:
+            if delta < 1.5 * self.frame_duration() or len(self.deltas) < 3:
                 self.deltas.append(delta)
         self.prev = t
-        if frame.format.name in _GRAY_FORMATS or frame.format.name.startswith("yuv"):
-            if frame.format.name.endswith("10le"):
-                frame = frame.reformat(format="gray")
-        else:
+        if frame.format.name not in _DIRECT_LUMA:
             frame = frame.reformat(format="gray")
         luma = _luma_view(frame)
         self.width, self.height = luma.shape[1], luma.shape[0]
         # A rejected packet taints the next frame out unless that frame starts a new picture.
         corrupt = damaged or (self.pending_error and not key)
         self.pending_error = False
-        return t, luma, key, corrupt, gap, bframe
+        return t, luma, key, corrupt, bframe
 
 
 class _AudioSegmenter:
@@ -505,7 +488,6 @@ def _segments(
                 planes=b.planes,
                 key=np.asarray(b.keys, dtype=np.bool_),
                 corrupt=np.asarray(b.corrupt, dtype=np.bool_),
-                gap_before=np.asarray(b.gaps, dtype=np.float64),
                 bframe=np.asarray(b.bframes, dtype=np.bool_),
                 frame_duration=vstate.frame_duration(),
                 width=vstate.width,
@@ -545,7 +527,7 @@ def _segments(
         conv = vstate.convert(frame)
         if conv is None:
             return
-        t, luma, key, corrupt, gap, bframe = conv
+        t, luma, key, corrupt, bframe = conv
         decoded_any = True
         last_v_end = t + vstate.frame_duration()
         watermark["v"] = t
@@ -559,7 +541,6 @@ def _segments(
         b.planes.append(luma)
         b.keys.append(key)
         b.corrupt.append(corrupt)
-        b.gaps.append(gap)
         b.bframes.append(bframe)
 
     try:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from vqa.defects import Defect
 from vqa.detectors.base import Detector
-from vqa.segment import Segment
+from vqa.segment import Segment, cadence
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,7 @@ class CorruptionDetector(Detector[CorruptionConfig]):
 
     # ---- cadence
     def _cadence(self) -> float:
-        if len(self._deltas) < 3:
-            return self._nominal
-        d = sorted(self._deltas)  # at most 15: a Python sort beats np.median per frame
-        mid = len(d) // 2
-        return d[mid] if len(d) % 2 else 0.5 * (d[mid - 1] + d[mid])
+        return cadence(self._deltas, self._nominal)
 
     # ---- intervals
     def _begin(self, start: float, until: str, out: list[Defect]) -> None:
