@@ -273,7 +273,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
             cmd = [str(venv / "bin" / "pip"), *shlex.split(args)[1:]]
             proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
-                pytest.skip(f"pip install failed (no package index?): {proc.stderr[-500:]}")
+                pytest.fail(f"the image's install step failed: {proc.stderr[-500:]}")
     return Image(root=root, workdir=workdir, venv=venv)
 
 

@@ -205,7 +205,11 @@ def test_long_streams_hand_over_to_a_fresh_execution(
             "Properties"
         ]["Environment"]["Variables"]["SEGMENTS_PER_EXECUTION"]
     )
-    assert 1 <= chunk <= config.segments_per_execution
+    assert chunk == segments_per_execution(
+        configured=config.segments_per_execution,
+        workflow_type=config.workflow_type,
+        detectors=len(config.detectors),
+    )
 
 
 @pytest.mark.parametrize("detectors", [1, 3, 6, 10])
