@@ -110,9 +110,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
     args = p.parse_args()
     n = args.repeat
-    from vqa.local.monolith import MonolithSettings
+    from vqa.local.monolith import load_config
 
-    shards = [list(g) for g in MonolithSettings.from_config(None).shards]
+    shards = [list(g) for g in load_config().shards]
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)

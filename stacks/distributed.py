@@ -7,17 +7,26 @@ code asset and one dependencies layer for all of them), and the state machine. P
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aws_cdk as cdk
 from constructs import Construct
 
 from stacks.config import VqaConfig
+from stacks.constructs.alarms import Alarms
+from stacks.constructs.front_door import FrontDoor
 from stacks.constructs.intermediate import SEGMENTS_PREFIX, STATE_PREFIX, MediaBuckets
 from stacks.constructs.lambda_defaults import VqaFunctions
 from stacks.constructs.results import ResultsStore
 from stacks.constructs.tagging import tag_architecture
-from stacks.constructs.workflow import AnalysisWorkflow, logical_id, segments_per_execution
+from stacks.constructs.workflow import (
+    AnalysisWorkflow,
+    execution_seconds_budget,
+    logical_id,
+    polls_per_execution,
+    segments_per_execution,
+)
 
 ARCHITECTURE = "distributed"
 HANDLERS = "lambdas.distributed"
@@ -45,6 +54,16 @@ class DistributedStack(cdk.Stack):
             destroy_on_delete=config.destroy_on_delete,
         )
         segment_seconds = str(config.segment_seconds)
+        # Each stream runs one segment at a time through convert and each detector, so
+        # vqa.max_streams concurrent streams need exactly that concurrency per function;
+        # reserving it keeps other functions of the account from starving them (and them from
+        # starving others). Beyond it, tasks are throttled and retried (workflow.THROTTLE_*).
+        per_stream = config.max_streams
+        chunk = segments_per_execution(
+            configured=config.segments_per_execution,
+            workflow_type=config.workflow_type,
+            detectors=len(config.detectors),
+        )
 
         start = functions.function(
             "Start",
@@ -66,13 +85,19 @@ class DistributedStack(cdk.Stack):
             description="VQA media conversion: a segment of the source to the intermediate bucket",
             memory_size=config.convert_memory_mb,
             timeout=cdk.Duration.seconds(120),
+            reserved_concurrency=per_stream,
             environment={
                 "INTERMEDIATE_BUCKET": buckets.intermediate.bucket_name,
                 "GRANULARITY": config.granularity,
                 "SEGMENT_SECONDS": segment_seconds,
+                "TABLE_NAME": results.table.table_name,
+                "POLLS_PER_EXECUTION": str(polls_per_execution(chunk)),
+                "MAX_EXECUTION_SECONDS": str(execution_seconds_budget(config.workflow_type)),
             },
         )
         buckets.source.grant_read(convert)
+        # A live stream's converter reads the stream status: a stop request ends the stream.
+        results.table.grant_read_data(convert)
         buckets.intermediate.grant_put(convert, f"{SEGMENTS_PREFIX}*")
 
         detectors = {}
@@ -83,9 +108,14 @@ class DistributedStack(cdk.Stack):
                 description=f"VQA detector {name}: one segment, state kept in S3",
                 memory_size=config.detector_memory_mb,
                 timeout=cdk.Duration.seconds(60),
+                reserved_concurrency=per_stream,
                 environment={
                     "INTERMEDIATE_BUCKET": buckets.intermediate.bucket_name,
                     "DETECTOR": name,
+                    # This detector's overrides of cdk.json's `thresholds` (issue 11).
+                    "VQA_THRESHOLDS": json.dumps(
+                        config.thresholds_for((name,)), sort_keys=True, separators=(",", ":")
+                    ),
                 },
             )
             buckets.intermediate.grant_read(fn, f"{SEGMENTS_PREFIX}*")
@@ -99,20 +129,18 @@ class DistributedStack(cdk.Stack):
             description="VQA: store a segment's defects idempotently and publish alerts",
             memory_size=config.aggregate_memory_mb,
             timeout=cdk.Duration.seconds(60),
+            reserved_concurrency=per_stream,
             environment={
                 "TABLE_NAME": results.table.table_name,
                 "TOPIC_ARN": results.topic.topic_arn,
-                "SEGMENTS_PER_EXECUTION": str(
-                    segments_per_execution(
-                        configured=config.segments_per_execution,
-                        workflow_type=config.workflow_type,
-                        detectors=len(config.detectors),
-                    )
-                ),
+                "BUS_NAME": results.bus.event_bus_name,
+                "SEGMENTS_PER_EXECUTION": str(chunk),
+                "MAX_EXECUTION_SECONDS": str(execution_seconds_budget(config.workflow_type)),
             },
         )
         results.table.grant_read_write_data(aggregate)
         results.topic.grant_publish(aggregate)
+        results.bus.grant_put_events_to(aggregate)
 
         # Allowed to start executions of the state machine by the workflow construct.
         handover = functions.function(
@@ -136,6 +164,23 @@ class DistributedStack(cdk.Stack):
             workflow_type=config.workflow_type,
             destroy_on_delete=config.destroy_on_delete,
         )
+
+        # Before the alarms: its function gets the same error and throttle alarms as the rest.
+        self.front_door = FrontDoor(
+            self,
+            "FrontDoor",
+            functions=functions,
+            results=results,
+            detectors=config.detectors,
+            allowed_origins=config.allowed_origins,
+            source_bucket=buckets.source,
+            state_machine=workflow.state_machine,
+        )
+
+        self.alarms = Alarms(self, "Alarms", topic=results.topic)
+        self.alarms.state_machine("Analysis", workflow.state_machine)
+        for fn in functions.functions:
+            self.alarms.function(fn.node.id, fn)
 
         self.buckets, self.results, self.functions, self.workflow = (
             buckets,
@@ -164,6 +209,13 @@ class DistributedStack(cdk.Stack):
             description="Defects by stream; the '#status' item holds the stream state",
         )
         cdk.CfnOutput(self, "AlertsTopic", value=results.topic.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "AlertsBus",
+            value=results.bus.event_bus_name,
+            description="Defect alerts as EventBridge events (source vqa, detail-type "
+            "'Defect Started' / 'Defect Ended'): route them with rules",
+        )
 
     def _acknowledge_grants(self, buckets: MediaBuckets) -> None:
         """cdk-nag flags the action groups and key patterns that ``grant_read``/``grant_put``

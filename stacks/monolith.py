@@ -7,6 +7,7 @@ to all shards. The stack only wires the constructs together; each concern is its
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -14,12 +15,16 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
+from stacks.capacity import TaskSize, check_capacity
 from stacks.config import VqaConfig
+from stacks.constructs.alarms import Alarms
 from stacks.constructs.cluster import ComputeCluster
+from stacks.constructs.front_door import FrontDoor
+from stacks.constructs.lambda_defaults import VqaFunctions
 from stacks.constructs.network import Network
 from stacks.constructs.orchestrator import Orchestrator
 from stacks.constructs.results import ResultsStore
-from stacks.constructs.shard_service import ShardService
+from stacks.constructs.shard_service import MAX_RECEIVES, ShardService
 from stacks.constructs.stream_storage import StreamStorage
 from stacks.constructs.tagging import tag_architecture
 
@@ -109,12 +114,16 @@ class MonolithStack(cdk.Stack):
             "AWS_DEFAULT_REGION": cdk.Aws.REGION,
             "VQA_TABLE": results.table.table_name,
             "VQA_TOPIC_ARN": results.topic.topic_arn,
+            "VQA_BUS_NAME": results.bus.event_bus_name,
             "VQA_CHECKPOINT_BUCKET": storage.checkpoint_bucket.bucket_name,
             "VQA_SEGMENT_SECONDS": repr(config.segment_seconds),
             "VQA_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
         }
         self.shards: list[ShardService] = []
-        for name, detectors in zip(shard_names(config.shards), config.shards, strict=True):
+        for i, (name, detectors) in enumerate(
+            zip(shard_names(config.shards), config.shards, strict=True)
+        ):
+            cpu, memory_mb = config.task_size(i)
             shard = ShardService(
                 self,
                 f"Shard-{name}",
@@ -122,20 +131,42 @@ class MonolithStack(cdk.Stack):
                 detectors=detectors,
                 compute=compute,
                 image=image,
-                environment=common_env,
-                cpu=config.worker_cpu,
-                memory_mb=config.worker_memory_mb,
-                max_tasks=max(1, config.max_instances * 2),
+                environment={
+                    **common_env,
+                    # cdk.json's overrides of this shard's detectors: the worker's one source.
+                    "VQA_THRESHOLDS": json.dumps(config.thresholds_for(detectors), sort_keys=True),
+                },
+                cpu=cpu,
+                memory_mb=memory_mb,
                 destroy_on_delete=config.destroy_on_delete,
             )
             role = shard.task_definition.task_role
             shard.queue.grant_consume_messages(role)
-            results.table.grant_write_data(role)  # conditional puts and status updates only
+            # SIGTERM hand-back: the worker re-sends its unfinished job to its own queue.
+            shard.queue.grant_send_messages(role)
+            # Conditional puts and status updates, and reading back the one alert record a
+            # conditional put found (vqa.alerts: published already, or to publish again): no
+            # Scan or Query, so a worker cannot read other streams' results.
+            results.table.grant_write_data(role)
+            results.table.grant(role, "dynamodb:GetItem")
             results.topic.grant_publish(role)
+            results.bus.grant_put_events_to(role)
             storage.source_bucket.grant_read(role)
             storage.checkpoint_bucket.grant_read_write(role)
             compute.cluster.grant_task_protection(role)
             self.shards.append(shard)
+
+        # Every stream runs one task of every shard: the services may scale to as many tasks
+        # as the capacity provider's max_instances hold, and no further (a clear error at synth
+        # if an explicit vqa.max_streams cannot fit).
+        self.max_streams = check_capacity(
+            [TaskSize(s.shard, s.cpu, s.memory_mb) for s in self.shards],
+            instance_type=config.instance_type,
+            max_instances=config.max_instances,
+            max_streams=config.max_streams,
+        )
+        for shard in self.shards:
+            shard.scale_on_backlog(max_tasks=self.max_streams)
 
         orchestrator = Orchestrator(
             self,
@@ -147,6 +178,35 @@ class MonolithStack(cdk.Stack):
             architecture=config.lambda_architecture,
             destroy_on_delete=config.destroy_on_delete,
         )
+        # The front door validates detectors and thresholds with the package itself, so it
+        # runs on the shared code asset and dependencies layer, like the distributed functions.
+        functions = VqaFunctions(
+            self,
+            "Functions",
+            architecture=config.lambda_architecture,
+            destroy_on_delete=config.destroy_on_delete,
+        )
+        self.front_door = FrontDoor(
+            self,
+            "FrontDoor",
+            functions=functions,
+            results=results,
+            detectors=[d for shard in config.shards for d in shard],
+            allowed_origins=config.allowed_origins,
+            source_bucket=storage.source_bucket,
+            orchestrator=orchestrator.function,
+        )
+        self.alarms = Alarms(self, "Alarms", topic=results.topic)
+        for shard in self.shards:
+            self.alarms.dead_letters(
+                shard.shard,
+                shard.dead_letter_queue,
+                why=f"a stream job failed {MAX_RECEIVES} times and was dead-lettered",
+            )
+            self.alarms.jobs_waiting(shard)
+            self.alarms.worker_stalled(shard)
+        self.alarms.function("Orchestrator", orchestrator.function)
+        self.alarms.function("Api", self.front_door.function)
         self._outputs(orchestrator, results, storage, compute)
         self._acknowledge_findings(storage, compute)
 
@@ -196,6 +256,7 @@ class MonolithStack(cdk.Stack):
             "OrchestratorFunctionArn": orchestrator.function.function_arn,
             "DefectsTableName": results.table.table_name,
             "AlertsTopicArn": results.topic.topic_arn,
+            "AlertsBusName": results.bus.event_bus_name,
             "SourceBucketName": storage.source_bucket.bucket_name,
             "CheckpointBucketName": storage.checkpoint_bucket.bucket_name,
             "ClusterName": compute.cluster.cluster_name,

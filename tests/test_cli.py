@@ -50,9 +50,21 @@ def test_missing_file_exits_2() -> None:
     assert proc.stderr.strip() == "vqa: error: /nonexistent/clip.mp4: no such file"
 
 
+def corpus_sets() -> list[str]:
+    """``--set`` options for the corpus thresholds (its defects are shorter than the defaults)."""
+    from vqa.corpus import CORPUS_THRESHOLDS
+
+    return [
+        arg
+        for det, fields in CORPUS_THRESHOLDS.items()
+        for name, value in fields.items()
+        for arg in ("--set", f"{det}.{name}={value}")
+    ]
+
+
 def test_analyze_json_contract(corpus: Corpus) -> None:
     path = str(corpus.path("multi.mp4"))
-    proc = vqa("analyze", path, "--json")
+    proc = vqa("analyze", path, "--json", *corpus_sets())
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # stdout holds only the JSON object
     assert out["source"] == path
@@ -65,8 +77,40 @@ def test_analyze_json_contract(corpus: Corpus) -> None:
     assert {d["kind"] for d in out["defects"]} == {"black", "clipping", "freeze", "silence"}
 
 
+def test_defaults_hold_the_sample_clips_short_defects_back(corpus: Corpus) -> None:
+    """The sample clip's black (1.5 s), freeze (2 s) and silence (1.5 s) are shorter than the
+    monitoring defaults: without ``--set`` only the clipping is reported."""
+    proc = vqa("analyze", str(corpus.path("multi.mp4")), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [d["kind"] for d in json.loads(proc.stdout)["defects"]] == ["clipping"]
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ("sparkle.min_duration=1", ["sparkle", "unknown detector"]),
+        ("black.min_length=1", ["black.min_length", "unknown field"]),
+        ("black.min_duration=soon", ["black.min_duration", "number"]),
+        ("av_sync.min_marks=2.5", ["av_sync.min_marks", "integer"]),
+        ("black=1", ["DETECTOR.FIELD=VALUE"]),
+    ],
+)
+def test_bad_set_option_exits_2_with_one_line(
+    corpus: Corpus, option: str, words: list[str]
+) -> None:
+    for command in (["analyze"], ["run", "--arch", "monolith"]):
+        proc = vqa(*command, str(corpus.path("black.mp4")), "--set", option)
+        assert proc.returncode == 2, (command, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+
+
 def test_analyze_detector_subset_and_table(corpus: Corpus) -> None:
-    proc = vqa("analyze", str(corpus.path("multi.mp4")), "--detectors", "black,silence")
+    proc = vqa(
+        "analyze", str(corpus.path("multi.mp4")), "--detectors", "black,silence", *corpus_sets()
+    )
     assert proc.returncode == 0, proc.stderr
     assert "black" in proc.stdout and "silence" in proc.stdout
     assert "freeze" not in proc.stdout and "clipping" not in proc.stdout

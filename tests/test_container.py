@@ -181,27 +181,20 @@ def _trace_imports(module: str) -> tuple[set[str], set[str]]:
     return local, external
 
 
+def _install_file() -> Path:
+    """The requirements file the image's ``pip install -r`` step installs."""
+    (args,) = [a for i, a in _instructions() if i == "RUN" and a.startswith("pip install")]
+    words = shlex.split(args)
+    return ROOT / words[words.index("-r") + 1]
+
+
 def _requirement_closure() -> set[str]:
-    """Distributions `pip install -r requirements.txt` installs on Linux (names normalised)."""
-    from packaging.requirements import Requirement
+    """Distributions the image installs (names normalised): the lock, with ``--no-deps``."""
     from packaging.utils import canonicalize_name
 
-    todo = [
-        Requirement(ln.strip())
-        for ln in (ROOT / "requirements.txt").read_text().splitlines()
-        if ln.strip() and not ln.lstrip().startswith(("#", "-"))
-    ]
-    seen: set[str] = set()
-    while todo:
-        req = todo.pop()
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue  # e.g. colorama for tqdm on Windows only
-        name = canonicalize_name(req.name)
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += [Requirement(r) for r in md.requires(name) or []]
-    return seen
+    from stacks.constructs.packaging import locked_versions
+
+    return {canonicalize_name(n) for n in locked_versions(_install_file())}
 
 
 def test_image_copies_every_module_the_entrypoint_needs() -> None:
@@ -230,7 +223,7 @@ def test_image_copies_every_module_the_entrypoint_needs() -> None:
     dists = md.packages_distributions()
     for top in external:
         owners = {canonicalize_name(d) for d in dists.get(top, [])}
-        assert owners & installed, f"import {top}: not installed by requirements.txt ({owners})"
+        assert owners & installed, f"import {top}: not installed by the image ({owners})"
 
 
 def test_data_files_the_package_reads_are_in_the_context() -> None:
@@ -277,7 +270,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     return Image(root=root, workdir=workdir, venv=venv)
 
 
-def _run_entrypoint(image: Image, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_entrypoint(
+    image: Image, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     entry = json.loads([a for i, a in _instructions() if i == "ENTRYPOINT"][-1])[0]
     script = image.root / entry.lstrip("/")
     env = {
@@ -285,6 +280,7 @@ def _run_entrypoint(image: Image, *args: str) -> subprocess.CompletedProcess[str
         "HOME": str(image.workdir),
         "PYTHONDONTWRITEBYTECODE": "1",
         "AWS_DEFAULT_REGION": "us-east-1",
+        **(env or {}),
     }
     return subprocess.run(
         [str(script), *args],
@@ -304,16 +300,83 @@ def test_entrypoint_help_starts(image: Image) -> None:
     assert "--self-test" in proc.stdout and "VQA_" in proc.stdout
 
 
+#: Loaded through PYTHONPATH into a child process: every write the interpreter would make (any
+#: open for writing, mkdir, tempfile) fails, as on the ECS task's read-only root filesystem. An
+#: audit hook rather than file modes, because tests may run as root, whom modes do not stop.
+READ_ONLY_GUARD = """
+import os, sys
+
+_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_EVENTS = {"os.mkdir", "os.rename", "os.link", "os.symlink", "tempfile.mkstemp", "tempfile.mkdtemp"}
+
+
+def _guard(event, args):
+    if event == "open":
+        path, mode, flags = args
+        if (isinstance(mode, str) and set(mode) & set("wax+")) or (flags or 0) & _WRITE:
+            raise PermissionError(30, "Read-only file system", str(path))
+    elif event in _EVENTS:
+        raise PermissionError(30, "Read-only file system", repr(args[:1]))
+
+
+sys.addaudithook(_guard)
+"""
+
+
+def read_only_env(base: Path) -> dict[str, str]:
+    """Environment for a child that cannot write: the guard above, and TMPDIR/HOME pointing at
+    an empty read-only directory (which the caller checks is still empty afterwards)."""
+    guard = base / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(READ_ONLY_GUARD)
+    tmp = base / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o555)
+    return {"PYTHONPATH": str(guard), "TMPDIR": str(tmp), "HOME": str(tmp)}
+
+
+def test_read_only_guard_stops_the_old_temp_file_self_test(tmp_path: Path) -> None:
+    # The guard is what makes the tests below mean something: a temp file fails under it.
+    code = "import tempfile\nwith tempfile.TemporaryDirectory(): pass"
+    env = {**os.environ, **read_only_env(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    # tempfile probes each candidate directory by writing to it, so it finds none usable.
+    assert proc.returncode != 0 and "No usable temporary directory" in proc.stderr
+
+
+def test_self_test_writes_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, **read_only_env(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("VQA_DETECTORS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqa.worker", "--self-test"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True and report["missing"] == []
+    assert {"black", "silence"} <= set(report["kinds"])
+    assert not any((tmp_path / "tmp").iterdir())
+
+
 @pytest.mark.slow
-def test_entrypoint_self_test_decodes_and_detects(image: Image) -> None:
-    proc = _run_entrypoint(image, "--self-test")
+def test_entrypoint_self_test_decodes_and_detects(image: Image, tmp_path: Path) -> None:
+    proc = _run_entrypoint(image, "--self-test", env=read_only_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["ok"] is True
     assert report["segments"] >= 3
-    assert sorted(report["detectors"]) == sorted(
-        ["black", "freeze", "corruption", "silence", "clipping", "av_sync"]
-    )
+    assert not any((tmp_path / "tmp").iterdir())
+    # Every registered detector: a stack may configure any of them on this image.
+    from vqa.detectors import DETECTORS
+
+    assert sorted(report["detectors"]) == sorted(DETECTORS)
     # The package came from the image's copy, not from this repository or an installed wheel.
     assert Path(report["package"]).resolve().is_relative_to(image.root.resolve())
 

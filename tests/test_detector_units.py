@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -31,8 +33,8 @@ def audio_segments(pcm: np.ndarray, seconds: float = 1.0) -> list[Segment]:
     return segs
 
 
-def run(name: str, segs: list[Segment]) -> list:
-    det = create(name)
+def run(name: str, segs: list[Segment], **overrides: Any) -> list:
+    det = create(name, **overrides)
     out = []
     for s in segs:
         out += det.process(s)
@@ -43,7 +45,7 @@ def test_silence_is_sample_exact() -> None:
     t = np.arange(5 * RATE) / RATE
     pcm = 0.3 * np.sin(2 * np.pi * 440 * t)[None].repeat(2, axis=0)
     pcm[:, round(1.25 * RATE) : round(2.75 * RATE)] = 0.0  # spans a segment boundary
-    (d,) = run("silence", audio_segments(pcm))
+    (d,) = run("silence", audio_segments(pcm), min_duration=0.5)
     # Within two samples: the sine itself crosses zero on the boundary sample.
     assert d.start == pytest.approx(1.25, abs=2 / RATE)
     assert d.end == pytest.approx(2.75, abs=2 / RATE)
@@ -53,7 +55,7 @@ def test_short_dropout_is_not_silence() -> None:
     t = np.arange(3 * RATE) / RATE
     pcm = 0.3 * np.sin(2 * np.pi * 440 * t)[None]
     pcm[:, RATE : RATE + RATE // 5] = 0.0  # 200 ms < min_duration 0.5 s
-    assert run("silence", audio_segments(pcm)) == []
+    assert run("silence", audio_segments(pcm), min_duration=0.5) == []
 
 
 def test_clipping_on_pcm_plateaus_and_not_on_loud_sine() -> None:
@@ -118,6 +120,54 @@ def test_blockiness_separates_block_grid_from_natural_picture() -> None:
     blocks = np.kron(rng.integers(0, 255, (8, 16)), np.ones((8, 8))).astype(np.uint8)
     scores = blockiness([smooth.astype(np.uint8), blocks], rows=32)
     assert scores[0] < 1.5 < 2.5 < scores[1]
+
+
+def _smooth_picture(seed: int, shift: int = 0) -> np.ndarray:
+    """A camera-like picture: a random walk along rows (1/f-ish), 96x160, drifting by ``shift``."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 2, (96, 240)), axis=1).clip(-90, 90) + 128
+    return np.ascontiguousarray(walk[:, shift : shift + 160].astype(np.uint8))
+
+
+def _blocky(picture: np.ndarray) -> np.ndarray:
+    """Coding-artefact blocks: every 8x8 block flattened to its mean (steps on block borders)."""
+    h, w = picture.shape
+    means = picture.reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
+    return np.kron(means, np.ones((8, 8))).astype(np.uint8)
+
+
+def _bars(width: int = 160, height: int = 96) -> np.ndarray:
+    levels = np.array([180, 168, 145, 133, 63, 51, 28, 16], np.uint8)
+    return np.repeat(levels, width // 8)[None, :].repeat(height, axis=0)  # 20-px bars
+
+
+def _corruption(frames: list[np.ndarray]) -> tuple[list[Any], dict[str, Any]]:
+    det = create("corruption")
+    out: list[Any] = []
+    for k in range(0, len(frames), 25):
+        out += det.process(video_segment(frames[k : k + 25], index=k // 25))
+    out += det.flush()
+    return out, det.measurements()  # type: ignore[attr-defined]
+
+
+def test_blockiness_that_appears_within_a_shot_is_corruption() -> None:
+    """Damage baked in upstream: a moving shot turns blocky at frame 30 for 10 frames."""
+    frames = [_smooth_picture(3, i) for i in range(75)]
+    for i in range(30, 40):
+        frames[i] = _blocky(frames[i])
+    (d,), measured = _corruption(frames)
+    assert d.start == pytest.approx(30 / 25) and d.end == pytest.approx(40 / 25)
+    assert measured["alarms"] == [{"start": 1.2, "end": 1.6, "evidence": ["blockiness"]}]
+
+
+@pytest.mark.parametrize("cut_at", [0, 30])
+def test_graphics_on_the_block_grid_are_not_corruption(cut_at: int) -> None:
+    """Colour bars (edges on the 8-px grid, flat in between) from the start, or after a cut
+    from a camera shot: the blockiness ratio is high but never rises within a shot."""
+    frames = [_smooth_picture(3, i) for i in range(cut_at)] + [_bars()] * (75 - cut_at)
+    assert blockiness([_bars()], rows=24)[0] > 2.5, "the ratio alone would call bars damage"
+    out, measured = _corruption(frames)
+    assert out == [] and measured["alarms"] == []
 
 
 def test_detector_registry_and_config_errors() -> None:

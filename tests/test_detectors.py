@@ -1,5 +1,9 @@
 """Every detector against the corpus, with stated tolerances.
 
+Most corpus defects are shorter than the monitoring defaults, so clips are analysed with
+``vqa.corpus.CORPUS_THRESHOLDS``; ``monitor.mp4`` (defects of exactly the default minimum
+durations) is analysed at the defaults.
+
 Tolerances: a video boundary within one frame (1/fps); an audio boundary within one audio window,
 25 ms (about one AAC frame of 1024 samples at 48 kHz, the granularity at which a lossy codec smears
 an edge); a measured A/V offset within 5 ms of the injected one.
@@ -13,6 +17,7 @@ import pytest
 
 from tests.conftest import Corpus
 from vqa.analyze import AnalysisResult, analyze
+from vqa.corpus import CORPUS_THRESHOLDS
 from vqa.defects import DEFECT_KINDS
 
 AUDIO_WINDOW = 0.025
@@ -20,14 +25,21 @@ OFFSET_TOLERANCE_MS = 5.0
 VIDEO_KINDS = {"black", "freeze", "corruption"}
 AUDIO_KINDS = {"silence", "clipping"}
 
-_cache: dict[str, AnalysisResult] = {}
+#: Clips whose truth holds at the detectors' defaults.
+AT_DEFAULTS = {"monitor.mp4"}
+
+_cache: dict[tuple[str, bool], AnalysisResult] = {}
 
 
-def result(corpus: Corpus, name: str) -> AnalysisResult:
-    """Analyse each clip once per session (several tests look at the same result)."""
-    if name not in _cache:
-        _cache[name] = analyze(str(corpus.path(name)))
-    return _cache[name]
+def result(corpus: Corpus, name: str, *, defaults: bool | None = None) -> AnalysisResult:
+    """Analyse each clip once per session (several tests look at the same result); at the
+    defaults for :data:`AT_DEFAULTS`, else with the corpus thresholds."""
+    at_defaults = name in AT_DEFAULTS if defaults is None else defaults
+    key = (name, at_defaults)
+    if key not in _cache:
+        thresholds = None if at_defaults else CORPUS_THRESHOLDS
+        _cache[key] = analyze(str(corpus.path(name)), thresholds=thresholds)
+    return _cache[key]
 
 
 def tolerance(kind: str, clip: dict[str, Any]) -> float:
@@ -55,6 +67,7 @@ def test_corpus_covers_every_kind(corpus: Corpus) -> None:
 @pytest.mark.parametrize(
     "name",
     [
+        "monitor.mp4",
         "black.mp4",
         "freeze.mp4",
         "silence.mp4",
@@ -90,6 +103,20 @@ def test_injected_defects_found_with_exact_boundaries(corpus: Corpus, name: str)
 def test_no_false_alarm_on_traps(corpus: Corpus, name: str) -> None:
     assert corpus.clip(name)["traps"], "a trap clip names its trap"
     assert result(corpus, name).defects == []
+
+
+@pytest.mark.parametrize("name", ["black.mp4", "freeze.mp4", "silence.mp4", "multi_25.ts"])
+def test_defaults_hold_short_conditions_back(corpus: Corpus, name: str) -> None:
+    """At the defaults a monitor raises nothing for conditions shorter than the minimum
+    durations (the corpus's 1.5-2 s defects) and still reports the rest (clipping)."""
+    minimum = {"black": 2.0, "silence": 2.0, "freeze": 3.0}
+    short = [
+        d for d in corpus.clip(name)["defects"] if d["end"] - d["start"] < minimum.get(d["kind"], 0)
+    ]
+    assert short, "the clip has defects shorter than the defaults"
+    found = result(corpus, name, defaults=True).defects
+    kept = [d for d in corpus.clip(name)["defects"] if d not in short]
+    assert [d.kind for d in found] == [d["kind"] for d in kept], found
 
 
 def test_freeze_spans_reencoded_keyframes_as_one_defect(corpus: Corpus) -> None:
@@ -157,13 +184,14 @@ def test_truncated_ts_is_analysed_as_far_as_it_goes(corpus: Corpus) -> None:
 
 def test_audio_only_skips_video_detectors(corpus: Corpus) -> None:
     res = result(corpus, "audio_only.m4a")
-    assert set(res.skipped) == {"black", "freeze", "corruption", "av_sync"}
+    # (and transport: an MP4/M4A carries no MPEG-TS packets)
+    assert set(res.skipped) == {"black", "freeze", "corruption", "av_sync", "transport"}
     assert "video" in res.skipped["black"]
 
 
 def test_video_only_skips_audio_detectors(corpus: Corpus) -> None:
     res = result(corpus, "video_only.mp4")
-    assert set(res.skipped) == {"silence", "clipping", "av_sync"}
+    assert set(res.skipped) == {"silence", "clipping", "av_sync", "transport"}
     assert "audio" in res.skipped["silence"]
 
 

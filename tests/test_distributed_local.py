@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stacks.constructs.workflow import EVENTS_PER_SEGMENT_BOUND
+from stacks.constructs.workflow import events_per_segment_bound
 from vqa.analyze import analyze
 from vqa.errors import BadSourceError
 from vqa.local import moto_lambda
@@ -16,7 +16,10 @@ from vqa.local.distributed import run_local
 
 
 def _analyze(path: Path) -> dict[str, Any]:
-    return analyze(str(path)).to_json()
+    # The detectors the stack deploys (cdk.json): the package may have more (transport).
+    from vqa.local.monolith import load_config
+
+    return analyze(str(path), detectors=list(load_config().detectors)).to_json()
 
 
 def _check_usage(out: dict[str, Any], *, granularity: str) -> None:
@@ -69,11 +72,12 @@ def test_parity_with_analyze(corpus: Any, clip: str) -> None:
     _check_usage(out, granularity="frame")
     assert out["workflow"]["executions"] == 1
     segments, detectors = out["workflow"]["segments"], len(out["usage"]["config"]["detectors"])
-    # Started?, Start, Done, and per segment Convert, Parallel, each detector, Aggregate, Choice.
-    assert out["usage"]["counters"]["state_transitions"] == 3 + segments * (detectors + 4)
+    # Started?, Start, Next segment?, Done, and per segment Convert, Parallel, each detector,
+    # Aggregate, Next segment?.
+    assert out["usage"]["counters"]["state_transitions"] == 4 + segments * (detectors + 4)
     # The bound the chunk size is derived from holds (it allows one retry of every task).
     (events,) = out["workflow"]["history_events"]
-    assert events <= segments * EVENTS_PER_SEGMENT_BOUND // 2 + 20
+    assert events <= segments * events_per_segment_bound(detectors, live=False) // 2 + 20
 
 
 def test_segment_granularity_express_and_chunked_executions(corpus: Any) -> None:
@@ -103,7 +107,7 @@ def test_segment_granularity_express_and_chunked_executions(corpus: Any) -> None
     assert s3["PutObject"] == segments + state_puts
     # The history of each execution stays within the bound the chunk size is derived from.
     for events in out["workflow"]["history_events"]:
-        assert events <= 3 * EVENTS_PER_SEGMENT_BOUND + 50
+        assert events <= 3 * events_per_segment_bound(detectors, live=False) + 50
 
 
 def test_transient_detector_fault_is_retried_and_loses_nothing(
@@ -139,7 +143,7 @@ def test_transient_detector_fault_is_retried_and_loses_nothing(
     detectors = len(out["usage"]["config"]["detectors"])
     # The retried attempt is one more invocation and is billed as one more state transition.
     assert out["usage"]["counters"]["lambda_invocations"] == 2 + segments * (detectors + 2)
-    assert out["usage"]["counters"]["state_transitions"] == 3 + segments * (detectors + 4) + 1
+    assert out["usage"]["counters"]["state_transitions"] == 4 + segments * (detectors + 4) + 1
 
 
 def test_not_media_ends_the_run_with_the_failure_recorded(tmp_path: Path) -> None:
@@ -193,11 +197,9 @@ def test_handlers_need_only_the_layer_and_the_runtime() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, check=True, capture_output=True, text=True
     ).stdout.split()
-    layer = {
-        line.split("==")[0]
-        for line in (root / "lambdas" / "distributed" / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    }
+    from stacks.constructs.packaging import locked_versions
+
+    layer = set(locked_versions())  # the layer installs the whole lock
     # certifi: an optional import of botocore; cython_runtime: created by PyAV's extensions.
     runtime = {
         "boto3",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from tests.test_cost import distributed_usage, monolith_usage
 from vqa.errors import ConfigError
 from vqa.experiment import VARIANT_GRID, run_experiment
+from vqa.pricing import load_prices
 
 
 class FakeRunners:
@@ -67,6 +69,11 @@ def _check_contract(report: dict[str, Any]) -> None:
     m = report["architectures"]["monolith"]["usd_per_stream_hour"]
     assert report["reduction"] == pytest.approx(1 - m / d)
     assert {"region", "as_of"} <= set(report["prices"])
+    placement = report["architectures"]["monolith"]["placement"]
+    assert isinstance(placement["instance_type"], str)
+    assert set(placement["instances"]) == {"1", "100", "1000"}
+    for task in placement["tasks"]:
+        assert {"shard", "cpu_units", "memory_mb", "streams_per_task"} <= set(task)
     for key in ("variants", "projection", "quotas", "sources"):
         assert report[key], key
     json.dumps(report)
@@ -97,8 +104,20 @@ def test_experiment_with_fake_runners(tmp_path: Path, capsys: pytest.CaptureFixt
     assert report["architectures"]["distributed"]["usage"]["stream_seconds"] == 20.0
     assert [s["source"] for s in report["sources"]] == ["a.mp4", "b.mp4"]
     assert all(s["agree"] for s in report["sources"])
-    assert report["targets"]["monolith_at_most_10_percent"] is True
-    assert report["targets"]["transitions_and_s3_lead"] is True
+    # The hand-made usage has no per-shard CPU: the monolith is placed with the task sizes
+    # cdk.json deploys, read from the synthesized template.
+    from vqa import deployment
+
+    template = deployment.synth(deployment.MONOLITH_STACK)
+    sizes = sorted(
+        (c["Cpu"], c["MemoryReservation"])
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+        for c in r["Properties"]["ContainerDefinitions"]
+    )
+    placement = report["architectures"]["monolith"]["placement"]
+    assert sorted((t["cpu_units"], t["memory_mb"]) for t in placement["tasks"]) == sizes
+    assert report["right_sizing"] == {}
     # Without --json's stdout, the headline goes to stderr and stdout stays clean.
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -177,6 +196,41 @@ def test_experiment_with_the_real_local_runners(
     assert m["usage"]["counters"]["worker_cpu_seconds"] > 0
     assert m["breakdown"]["ec2"] > 0 and d["breakdown"]["ec2"] == 0
     assert d["breakdown"]["stepfunctions"] > 0 and m["breakdown"]["stepfunctions"] == 0
+    # The report's quantities are the meter's: transitions and S3 PUTs as counted.
+    lines = {li["item"]: li for li in d["line_items"]}
+    assert lines["state transitions"]["quantity"] == d["usage"]["counters"]["state_transitions"]
+    assert lines["S3 PUT/COPY/POST/LIST requests"]["quantity"] == sum(
+        n for op, n in d["usage"]["requests"]["s3"].items() if op in ("PutObject", "CopyObject")
+    )
+    # Lambda: each function's metered seconds divided by its memory's share of a vCPU.
+    counters = d["usage"]["counters"]
+    for f in d["lambda_functions"]:
+        metered = counters[f"lambda_seconds@{f['handler']}@{f['memory_mb']}"]
+        assert f["billed_seconds"] == pytest.approx(metered / min(1.0, f["memory_mb"] / 1769))
+        assert f["init_seconds_full_core"] > 0
+    # Monolith: tasks sized from the metered per-shard CPU (/ 0.8, up to 32 units) and peak
+    # memory (/ 0.8, up to 64 MiB), and the placement uses exactly those sizes.
+    mc, secs = m["usage"]["counters"], m["usage"]["stream_seconds"]
+    expected = []
+    for sh in ("shard0", "shard1"):
+        units = mc[f"worker_cpu_seconds@{sh}"] / secs * 1024 / 0.8
+        mib = mc[f"worker_peak_rss_mb@{sh}"] / 0.8
+        expected.append(
+            {
+                "cpu": max(32, math.ceil(units / 32) * 32),
+                "memory_mb": max(64, math.ceil(mib / 64) * 64),
+            }
+        )
+    assert report["right_sizing"]["shard_sizes"] == expected
+    tasks = m["placement"]["tasks"]
+    assert [{"cpu": t["cpu_units"], "memory_mb": t["memory_mb"]} for t in tasks] == expected
+    reserved_vcpus = sum(e["cpu"] for e in expected) / 1024
+    assert m["reserved_cpu_utilisation"] == pytest.approx(
+        mc["worker_cpu_seconds"] / secs / reserved_vcpus
+    )
+    # The arm64 sweep places the monolith on a Graviton type, whatever type the sizing chose.
+    arm = report["sweeps"]["cpu_architecture"]["rows"][1]
+    assert load_prices().instance(arm["instance_type"]).architecture == "arm64"
     assert report["sources"][0]["duration"] == pytest.approx(4.0, abs=0.1)
     assert isinstance(report["sources"][0]["agree"], bool)
     on_disk = json.loads((tmp_path / "report.json").read_text())

@@ -12,12 +12,13 @@ import pytest
 
 from vqa.errors import BadSourceError
 from vqa.local.monolith import (
-    MonolithSettings,
     create_emulation,
     invoke_orchestrator,
+    load_config,
     run_local,
 )
 from vqa.meter import Meter
+from vqa.results import STATUS_KEY, status_item
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Corpus clips (vqa/corpus.py) that exercise every detector, both shards, damaged and partial
@@ -35,7 +36,8 @@ PARITY_CLIPS = (
 def _analyze_json(path: Path) -> dict[str, Any]:
     from vqa.analyze import analyze
 
-    return analyze(str(path)).to_json()
+    # The detectors the stack deploys (cdk.json): the package may have more (transport).
+    return analyze(str(path), detectors=list(load_config().detectors)).to_json()
 
 
 # ---- parity with `vqa analyze` -------------------------------------------------------------------
@@ -79,9 +81,10 @@ def test_usage_meters_the_same_operations_plus_worker_cpu(sample_run: dict[str, 
     assert req["sqs"]["DeleteMessage"] == 2
     assert req["s3"]["GetObject"] >= 2
     assert usage["bytes"]["s3_get"] >= 2 * sample_run_source_size(sample_run)
-    # One alert per defect, no intermediate media objects: S3 PUTs are checkpoints only
-    # (one per shard per 10 segments).
-    assert req["sns"]["Publish"] == len(sample_run["defects"])
+    # A started and an ended alert per defect, to the topic and the bus; no intermediate media
+    # objects: S3 PUTs are checkpoints only (one per shard per 10 segments).
+    assert req["sns"]["Publish"] == 2 * len(sample_run["defects"])
+    assert req["events"]["PutEvents"] == 2 * len(sample_run["defects"])
     assert req["s3"].get("PutObject", 0) <= 2 * (int(sample_run["duration"]) // 10 + 1)
     counters = usage["counters"]
     assert counters["worker_cpu_seconds"] > 0.05
@@ -89,7 +92,7 @@ def test_usage_meters_the_same_operations_plus_worker_cpu(sample_run: dict[str, 
     assert counters["lambda_gb_seconds"] > 0
     assert counters["log_bytes"] > 0
     cfg = usage["config"]
-    assert cfg["shards"] == [list(s) for s in MonolithSettings.from_config(None).shards]
+    assert cfg["shards"] == [list(s) for s in load_config().shards]
     assert cfg["instance_type"]
 
 
@@ -155,12 +158,44 @@ def test_cli_run_monolith_json_and_bad_input_exit_status(sample: Path, tmp_path:
     assert "Traceback" not in proc.stderr
 
 
+def test_cli_run_monolith_set_overrides_reach_the_workers(corpus: Any) -> None:
+    """multi.mp4's black lasts 1.5 s: under the default 2 s minimum, found with --set 0.5 (the
+    override travels through the synthesized task definitions' VQA_THRESHOLDS)."""
+    clip = corpus.path("multi.mp4")
+    (truth,) = [d for d in corpus.clip("multi.mp4")["defects"] if d["kind"] == "black"]
+    assert not [d for d in _analyze_json(clip)["defects"] if d["kind"] == "black"]
+    argv = [sys.executable, "-m", "vqa", "run", str(clip), "--arch", "monolith", "--json"]
+    proc = subprocess.run(
+        [*argv, "--set", "black.min_duration=0.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    black = [d for d in json.loads(proc.stdout)["defects"] if d["kind"] == "black"]
+    assert [(d["start"], d["end"]) for d in black] == [
+        pytest.approx((truth["start"], truth["end"]), abs=0.05)
+    ]
+    bad = subprocess.run(
+        [*argv, "--set", "black.no_such_field=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "black.no_such_field" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 # ---- the orchestrator handler, invoked as Lambda would -------------------------------------------
 
 
 @pytest.fixture
 def emulation() -> Any:
-    return create_emulation(MonolithSettings())
+    return create_emulation()
 
 
 def test_orchestrator_records_the_stream_and_fans_out_one_job_per_shard(emulation: Any) -> None:
@@ -170,15 +205,25 @@ def test_orchestrator_records_the_stream_and_fans_out_one_job_per_shard(emulatio
     s3.put_object(Bucket=emulation.source_bucket, Key="a.mp4", Body=b"x")
     source = f"s3://{emulation.source_bucket}/a.mp4"
     meter = Meter()
-    out = invoke_orchestrator(
-        emulation, MonolithSettings(), {"stream": "cam-1", "source": source}, meter
-    )
+    out = invoke_orchestrator(emulation, {"stream": "cam-1", "source": source}, meter)
     assert out["state"] == "running" and set(out["jobs"]) == {"shard0", "shard1"}
     status = get_status(
         dynamodb=emulation.client("dynamodb"), table=emulation.table, stream="cam-1"
     )
     assert status is not None
     assert status["state"] == "running" and json.loads(status["shards"]) == ["shard0", "shard1"]
+    # One status schema: the orchestrator (boto3 only) writes vqa.results' item exactly.
+    raw = emulation.client("dynamodb").get_item(
+        TableName=emulation.table, Key={"stream": {"S": "cam-1"}, "defect": {"S": STATUS_KEY}}
+    )["Item"]
+    assert raw == status_item(
+        "cam-1",
+        "running",
+        source=source,
+        architecture="monolith",
+        shards=["shard0", "shard1"],
+        requested_at=raw["requested_at"]["S"],
+    )
     sqs = emulation.client("sqs")
     for shard in emulation.shards:
         msgs = sqs.receive_message(QueueUrl=shard.queue_url, MaxNumberOfMessages=10)["Messages"]
@@ -211,7 +256,7 @@ def test_orchestrator_rejects_bad_requests_with_a_reason(
             "source": event["source"].replace("SOURCE_BUCKET", f"s3://{emulation.source_bucket}"),
         }
     with pytest.raises(ValueError, match=message):
-        invoke_orchestrator(emulation, MonolithSettings(), event, Meter())
+        invoke_orchestrator(emulation, event, Meter())
     sqs = emulation.client("sqs")
     for shard in emulation.shards:
         assert "Messages" not in sqs.receive_message(QueueUrl=shard.queue_url)

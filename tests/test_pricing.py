@@ -104,6 +104,12 @@ def test_other_regions_can_be_added() -> None:
         (lambda r: r["prices"]["sns"]["requests"].update(per=0), "'per'"),
         (lambda r: r["quotas"].pop("lambda_concurrent_executions"), "missing quota"),
         (lambda r: r["prices"]["ec2"]["instances"]["c7i.large"].update(vcpus=0), "vcpus"),
+        # The instance table sizes the stack's capacity check too: no silent defaults.
+        (lambda r: r["prices"]["ec2"]["instances"]["c7i.large"].pop("memory_gib"), "memory_gib"),
+        (
+            lambda r: r["prices"]["ec2"]["instances"]["c7g.large"].update(architecture="arm"),
+            "architecture",
+        ),
     ],
 )
 def test_malformed_tables_are_rejected(mutate: Any, message: str) -> None:

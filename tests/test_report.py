@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_cost import distributed_usage, monolith_usage
+from tests.test_cost import capacity, distributed_usage, monolith_usage
 from vqa.cost import SERVICES, ModelParams, price_usage
 from vqa.experiment import build_report
 from vqa.pricing import load_prices
@@ -37,7 +37,10 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any]
         "distributed:express-frame": [_output(distributed_usage(workflow="EXPRESS"), defects)],
         "distributed:standard-segment": [_output(distributed_usage(granularity="segment"), [])],
     }
-    results = {k: price_usage(v[0]["usage"], prices) for k, v in outputs.items()}
+    results = {
+        k: price_usage(v[0]["usage"], prices, capacity=capacity() if k == "monolith" else None)
+        for k, v in outputs.items()
+    }
     names = {
         "distributed": "distributed (baseline)",
         "monolith": "monolith",
@@ -181,3 +184,10 @@ def test_formatting() -> None:
     assert qty(24580.4) == "24,580"
     assert qty(158.73) == "158.7"
     assert qty(0.0005) == "5.000e-04"
+
+
+def test_every_priced_service_has_a_chart_colour() -> None:
+    from vqa.cost import SERVICES
+    from vqa.report import SERVICE_COLORS
+
+    assert set(SERVICES) <= set(SERVICE_COLORS)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Corpus
+from vqa.corpus import CORPUS_THRESHOLDS
 from vqa.defects import Defect, sort_defects
 from vqa.detectors import DetectorSet
 from vqa.media import decode_segment, iter_segments
@@ -31,7 +32,7 @@ PARITY_CLIPS = [
 
 
 def one_pass(path: str, seconds: float = 1.0) -> list[dict[str, Any]]:
-    ds = DetectorSet()
+    ds = DetectorSet(**CORPUS_THRESHOLDS)
     out: list[Defect] = []
     for seg in iter_segments(path, segment_seconds=seconds):
         out += ds.process(seg)
@@ -43,7 +44,7 @@ def round_tripped(segments: list[Segment]) -> list[dict[str, Any]]:
     state: dict[str, Any] | None = None
     out: list[Defect] = []
     for seg in segments:
-        ds = DetectorSet()
+        ds = DetectorSet(**CORPUS_THRESHOLDS)
         if state is not None:
             ds.set_state(json.loads(json.dumps(state)))
         out += ds.process(seg)
@@ -95,7 +96,7 @@ def test_segment_length_does_not_change_defects(corpus: Corpus) -> None:
 
 
 def test_state_is_plain_json(corpus: Corpus) -> None:
-    ds = DetectorSet()
+    ds = DetectorSet(**CORPUS_THRESHOLDS)
     for seg in iter_segments(str(corpus.path("multi.mp4"))):
         ds.process(seg)
         state = ds.get_state()

@@ -17,7 +17,6 @@ import pytest
 from vqa.defects import Defect
 from vqa.local.monolith import (
     Emulation,
-    MonolithSettings,
     create_emulation,
     finish_worker,
     start_worker,
@@ -69,7 +68,7 @@ def expected(sample_clip: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def emu() -> Emulation:
-    return create_emulation(MonolithSettings(shards=(ALL,)))
+    return create_emulation({"shards": [list(ALL)]})
 
 
 def _upload(emu: Emulation, path: Path | bytes, key: str = "clip.mp4") -> str:
@@ -99,14 +98,13 @@ def _submit(emu: Emulation, stream: str, source: str) -> None:
 def _worker(emu: Emulation, meter: Meter, **overrides: Any) -> Worker:
     shard = emu.shards[0]
     hook = overrides.pop("after_segment", None)
-    settings = WorkerSettings.from_env(
-        emu.worker_env(shard, MonolithSettings(shards=(ALL,))), **overrides
-    )
+    settings = WorkerSettings.from_env(emu.worker_env(shard), **overrides)
     clients = Clients(
         sqs=emu.client("sqs", meter),
         dynamodb=emu.client("dynamodb", meter),
         s3=emu.client("s3", meter),
         sns=emu.client("sns", meter),
+        events=emu.client("events", meter),
     )
     return Worker(settings, clients, meter=meter, cpu_clock=time.thread_time, after_segment=hook)
 
@@ -146,8 +144,10 @@ def test_worker_stores_exactly_the_defects_of_analyze(
     assert float(status["duration_shard0"]) == pytest.approx(10.0, abs=0.1)
     assert _queue_depth(emu, emu.shards[0].queue_url) == 0
     snap = meter.snapshot()
-    # One alert per defect; one decode pass; no intermediate objects (only checkpoints).
-    assert snap["requests"]["sns"]["Publish"] == len(expected)
+    # A started and an ended alert per defect, on the topic and the bus; one decode pass; no
+    # intermediate objects (only checkpoints).
+    assert snap["requests"]["sns"]["Publish"] == 2 * len(expected)
+    assert snap["requests"]["events"]["PutEvents"] == 2 * len(expected)
     # S3 writes are checkpoints only: one every 10 segments, none after the last segment.
     segments = math.ceil(float(status["duration_shard0"]) - 1e-9)
     assert snap["requests"]["s3"].get("PutObject", 0) == (segments - 1) // 10
@@ -159,17 +159,17 @@ def test_worker_stores_exactly_the_defects_of_analyze(
 def test_shard_subsets_together_store_the_defects_of_analyze(
     sample_clip: Path, expected: list[dict[str, Any]]
 ) -> None:
-    settings = MonolithSettings()
-    emu = create_emulation(settings)
+    emu = create_emulation()
     _submit(emu, "s2", _upload(emu, sample_clip))
     meter = Meter()
     for shard in emu.shards:
-        env = emu.worker_env(shard, settings)
+        env = emu.worker_env(shard)
         clients = Clients(
             sqs=emu.client("sqs", meter),
             dynamodb=emu.client("dynamodb", meter),
             s3=emu.client("s3", meter),
             sns=emu.client("sns", meter),
+            events=emu.client("events", meter),
         )
         status = get_status(dynamodb=emu.client("dynamodb"), table=emu.table, stream="s2") or {}
         assert status["state"] == "running"  # until the last shard finishes
@@ -209,7 +209,7 @@ def test_stopped_worker_checkpoints_and_a_second_worker_finishes_without_loss_or
     assert second.run(drain=True) == 1
     assert resumed[0] == 5, "the replacement resumes at the checkpoint, not at 0"
     assert _defects(emu, "s3") == expected
-    assert meter.snapshot()["requests"]["sns"]["Publish"] == len(expected)
+    assert meter.snapshot()["requests"]["sns"]["Publish"] == 2 * len(expected)  # none twice
 
 
 def test_a_job_stopped_more_often_than_max_receives_is_not_dead_lettered(
@@ -258,7 +258,7 @@ def test_crashed_worker_is_replaced_from_the_last_periodic_checkpoint(
     assert _defects(emu, "s4") == expected
     # Defects between the checkpoint and the crash were reported twice but stored and alerted
     # once (conditional puts).
-    assert meter.snapshot()["requests"]["sns"]["Publish"] == len(expected)
+    assert meter.snapshot()["requests"]["sns"]["Publish"] == 2 * len(expected)  # none twice
     assert sqs.receive_message(QueueUrl=msg_queue).get("Messages") is None
 
 
@@ -389,8 +389,7 @@ def test_cli_help_and_missing_settings() -> None:
 def test_sigterm_mid_stream_then_a_second_process_finishes_the_job(long_clip: Path) -> None:
     from vqa.analyze import analyze
 
-    settings = MonolithSettings(shards=(ALL,))
-    emu = create_emulation(settings)
+    emu = create_emulation({"shards": [list(ALL)]})
     _submit(emu, "live", _upload(emu, long_clip))
     shard = emu.shards[0]
     first_checkpoint = threading.Event()
@@ -403,7 +402,12 @@ def test_sigterm_mid_stream_then_a_second_process_finishes_the_job(long_clip: Pa
 
     with tempfile.TemporaryDirectory() as tmp:
         wp = start_worker(
-            emu, shard, settings, Path(tmp), on_line=on_line, extra_args=["--checkpoint-every", "2"]
+            emu,
+            shard,
+            Path(tmp),
+            drain=True,
+            on_line=on_line,
+            extra_args=["--checkpoint-every", "2"],
         )
         assert first_checkpoint.wait(60), "".join(wp.lines)
         wp.proc.send_signal(signal.SIGSTOP)  # freeze it mid-stream, then deliver SIGTERM
@@ -416,7 +420,7 @@ def test_sigterm_mid_stream_then_a_second_process_finishes_the_job(long_clip: Pa
         handed_at = max(d["next_index"] for d in logs if d["msg"] == "checkpoint")
         assert 0 < handed_at < 40
 
-        second = start_worker(emu, shard, settings, Path(tmp))
+        second = start_worker(emu, shard, Path(tmp), drain=True)
         finish_worker(second, meter)
         logs2 = [json.loads(ln) for ln in second.lines if ln.strip()]
         assert any(
@@ -424,7 +428,7 @@ def test_sigterm_mid_stream_then_a_second_process_finishes_the_job(long_clip: Pa
         )
     want = [d.to_json() for d in analyze(str(long_clip)).defects]
     assert _defects(emu, "live") == want
-    assert meter.snapshot()["requests"]["sns"]["Publish"] == len(want)
+    assert meter.snapshot()["requests"]["sns"]["Publish"] == 2 * len(want)  # none twice
 
 
 def test_checkpoint_of_another_source_is_not_resumed(emu: Emulation) -> None:
@@ -479,3 +483,32 @@ def test_task_protection_is_set_for_the_job_and_released_after(
     assert [c[0] for c in calls] == ["/v1/abc/task-protection/v1/state"] * 2
     assert calls[0][1] == {"ProtectionEnabled": True, "ExpiresInMinutes": 60}
     assert calls[1][1] == {"ProtectionEnabled": False}
+
+
+def test_sigterm_while_idle_exits_at_once_not_after_the_long_poll(tmp_path: Path) -> None:
+    # ECS stops idle tasks at every scale-in; a worker in a 20 s long poll must not make ECS wait
+    # (and SIGKILL it after stopTimeout). No --drain: the task definition's command as it is.
+    emu = create_emulation({"shards": [list(ALL)]})
+    started = threading.Event()
+
+    def on_line(_wp: Any, line: str) -> None:
+        if '"worker started"' in line:
+            started.set()
+
+    wp = start_worker(emu, emu.shards[0], tmp_path, on_line=on_line)
+    try:
+        assert started.wait(60), "".join(wp.lines)
+        time.sleep(1.0)  # into the long poll
+        t0 = time.monotonic()
+        wp.proc.send_signal(signal.SIGTERM)
+        rc = wp.proc.wait(timeout=15)
+        elapsed = time.monotonic() - t0
+    finally:
+        if wp.proc.poll() is None:
+            wp.proc.kill()
+    assert rc == 0, "".join(wp.lines[-5:])
+    assert elapsed < 5.0, f"took {elapsed:.1f} s to stop"
+    if wp.reader is not None:
+        wp.reader.join(5)
+    logs = [json.loads(ln) for ln in wp.lines if ln.strip().startswith("{")]
+    assert any(d["msg"] == "signal received while idle: exiting" for d in logs), logs[-3:]

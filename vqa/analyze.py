@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vqa.defects import Defect, sort_defects
 from vqa.detectors import DetectorSet
 from vqa.media import iter_segments, probe
+from vqa.overrides import validate_thresholds
 
 
 @dataclass
@@ -37,9 +38,14 @@ def analyze(
     segment_seconds: float = 1.0,
     progress: bool = False,
     s3_client: Any | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AnalysisResult:
-    """Decode ``source`` once and run ``detectors`` (default: all) over every segment."""
-    dset = DetectorSet(detectors)
+    """Decode ``source`` once and run ``detectors`` (default: all) over every segment.
+
+    ``thresholds`` overrides config fields per detector (``{"black": {"min_duration": 0.5}}``),
+    validated by :func:`vqa.overrides.validate_thresholds`.
+    """
+    dset = DetectorSet(detectors, **validate_thresholds(thresholds or {}))
     info: dict[str, Any] = {}
     bar = None
     if progress and sys.stderr.isatty():

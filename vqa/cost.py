@@ -4,19 +4,31 @@ Every quantity priced here is one the runners metered (see :mod:`vqa.meter` for 
 price comes from :mod:`vqa.pricing`. Nothing is priced that was not counted, and a metered
 operation the model does not price is listed under ``unpriced`` rather than dropped silently.
 
-Per stream-hour figures scale the run's cost by ``3600 / stream_seconds``. For the monolith the
-EC2 instance-hours are the measured worker CPU-seconds spread over instances run at a target
-utilisation: ``instances per stream = (cpu_s / stream_s) / (vCPUs x utilisation)``. That is the
-cost at scale, where instances are shared; :func:`project` adds the whole-instance steps.
+Per stream-hour figures scale the run's cost by ``3600 / stream_seconds``, except the work done
+once per stream (:data:`PER_STREAM_OPS`, :data:`PER_STREAM_HANDLERS`), which is priced per stream
+and spread over ``ModelParams.stream_lifetime_hours``. The monolith's EC2
+instances are not CPU-seconds: ECS places each shard's task by its *reserved* CPU units and
+memory, read from the synthesized template (:class:`vqa.deployment.Capacity`), one stream per task
+as the worker runs today; the per-stream-hour figure is the instances placed for
+``ModelParams.fleet_streams`` concurrent streams divided by that many streams, and
+:func:`project` places 1 to 10,000.
+
+Lambda is billed as Lambda bills it: a function gets CPU in proportion to its memory (1,769 MB is
+one vCPU), so a handler timed on a full host core runs ``1769 / memory`` times longer below that
+size (all of its time is taken as CPU-bound: an upper bound); each execution environment's INIT
+(measured in a fresh process) is billed per cold start, environments being as many as the
+measured concurrency and re-created every ``lambda_environment_lifetime_hours``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vqa.deployment import Capacity
 from vqa.errors import ConfigError
 from vqa.pricing import PriceTable
 
@@ -27,8 +39,10 @@ SERVICES: dict[str, str] = {
     "s3": "S3",
     "sqs": "SQS",
     "sns": "SNS",
+    "events": "EventBridge",
     "dynamodb": "DynamoDB",
     "logs": "CloudWatch Logs",
+    "xray": "X-Ray",
     "ec2": "EC2",
     "ebs": "EBS",
 }
@@ -87,13 +101,53 @@ DYNAMODB_READ_UNITS = {
 GIB = 1024**3
 SECONDS_PER_HOUR = 3600.0
 
+#: Work each architecture does a fixed number of times per stream whatever its length, by
+#: design: (service, operation) of the metered requests. The monolith's orchestrator hands each
+#: shard one job message (sent, deleted when done) and each shard opens the source once (HEAD);
+#: both write the stream's status items and one alert item and publish per defect event (the
+#: corpus clips carry the same defects at any length). The distributed converter HEADs the source
+#: for every segment: per stream-second there.
+PER_STREAM_OPS: dict[str, frozenset[tuple[str, str]]] = {
+    "monolith": frozenset(
+        {
+            ("sqs", "SendMessage"),
+            ("sqs", "DeleteMessage"),
+            ("s3", "HeadObject"),
+            *(("dynamodb", op) for op in ("PutItem", "UpdateItem", "GetItem", "Query")),
+            ("sns", "Publish"),
+            ("events", "PutEvents"),
+        }
+    ),
+    "distributed": frozenset(
+        {
+            *(("dynamodb", op) for op in ("PutItem", "UpdateItem", "GetItem", "Query")),
+            ("sns", "Publish"),
+            ("events", "PutEvents"),
+        }
+    ),
+}
+#: Lambda handlers invoked once per stream: the monolith's orchestrator (the fan-out) and the
+#: distributed start function (which starts the stream's first execution).
+PER_STREAM_HANDLERS = frozenset(
+    {"lambdas.orchestrator.handler.handler", "lambdas.distributed.start.handler"}
+)
+
 
 @dataclass(frozen=True)
 class ModelParams:
     """Assumptions of the model that are not prices (all stated in the report)."""
 
-    #: Fraction of an instance's vCPUs the monolith's workers are packed to.
-    target_utilization: float = 0.7
+    #: Concurrent streams the per-stream-hour monolith figure places (instances / streams).
+    fleet_streams: int = 100
+    #: Lambda memory that buys one full vCPU (AWS Lambda developer guide, "memory and computing
+    #: power"); below it a function gets that fraction of a core.
+    lambda_mb_per_vcpu: float = 1769.0
+    #: How long an execution environment lives before Lambda replaces it (AWS publishes no
+    #: figure; hours for busy functions are what users observe).
+    lambda_environment_lifetime_hours: float = 2.0
+    #: CloudWatch Logs bytes the Lambda platform writes per invocation (START, END and REPORT
+    #: lines, the REPORT line with its X-Ray trace id), on top of the handlers' own lines.
+    lambda_platform_log_bytes: float = 350.0
     #: Root volume of each ECS container instance (the ECS-optimized AMI's default).
     ebs_gb_per_instance: float = 30.0
     #: Hours in a billing month, as AWS's own calculators use.
@@ -101,10 +155,28 @@ class ModelParams:
     #: How long intermediate objects stay stored (S3 lifecycle expiry), if the usage's config
     #: does not say (``intermediate_expiry_days``).
     intermediate_lifetime_days: float = 1.0
+    #: How long one monitored stream lasts (a 24/7 channel's monitoring restarts daily): the
+    #: per-stream work (:data:`PER_STREAM_OPS`, :data:`PER_STREAM_HANDLERS`) is spread over
+    #: it. None: each stream lasts as long as it ran (an on-demand file check), so that work is
+    #: charged to the run in full. (The workers' job start-up CPU cannot be split from one run:
+    #: it stays in the measured CPU per stream-second.)
+    stream_lifetime_hours: float | None = 24.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.target_utilization <= 1:
-            raise ConfigError("target utilisation must be in (0, 1]")
+        if self.fleet_streams < 1:
+            raise ConfigError("fleet_streams must be at least 1")
+        if self.lambda_environment_lifetime_hours <= 0 or self.lambda_mb_per_vcpu <= 0:
+            raise ConfigError("Lambda environment lifetime and MB per vCPU must be positive")
+        if self.stream_lifetime_hours is not None and self.stream_lifetime_hours <= 0:
+            raise ConfigError("stream_lifetime_hours must be positive (or None: as run)")
+
+    def per_stream_share(self, seconds_per_stream: float) -> float:
+        """The share of each per-stream operation a run of ``seconds_per_stream`` bears: its
+        part of the stream's lifetime (1 when the stream lasts as long as it ran)."""
+        if self.stream_lifetime_hours is None:
+            return 1.0
+        lifetime = max(seconds_per_stream, self.stream_lifetime_hours * SECONDS_PER_HOUR)
+        return seconds_per_stream / lifetime
 
 
 @dataclass(frozen=True)
@@ -138,9 +210,17 @@ class CostResult:
     architecture: str
     stream_seconds: float
     line_items: list[LineItem]
-    #: Fractional instances one stream keeps busy (monolith; 0 for the distributed architecture).
+    #: Instances per stream at ``fleet_streams`` concurrent streams (monolith; else 0).
     instances_per_stream: float = 0.0
     instance_type: str | None = None
+    #: The monolith's task sizes and instances, from the template (None: distributed).
+    capacity: Capacity | None = None
+    #: Measured worker CPU per stream-second / reserved vCPUs per stream (monolith).
+    reserved_cpu_utilisation: float | None = None
+    #: Measured worker CPU of ``fleet_streams`` streams / the vCPUs of the instances they need.
+    instance_cpu_utilisation: float | None = None
+    #: Per Lambda function (handler, memory): metered and billed seconds, CPU share, INIT.
+    lambda_functions: list[dict[str, Any]] = field(default_factory=list)
     #: Per stream-second rates of the quantities that have quotas.
     rates: dict[str, float] = field(default_factory=dict)
     unpriced: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -171,7 +251,18 @@ class CostResult:
         """USD per stream-hour that scales with streams linearly (everything but instances)."""
         return sum(v for k, v in self.breakdown.items() if k not in ("ec2", "ebs"))
 
+    def instances(self, streams: int) -> int:
+        """Instances ECS places for ``streams`` concurrent streams (0 without instances)."""
+        return self.capacity.instances(streams) if self.capacity else 0
+
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.capacity is not None:
+            extra["placement"] = self.capacity.placement()
+            extra["reserved_cpu_utilisation"] = self.reserved_cpu_utilisation
+            extra["instance_cpu_utilisation"] = self.instance_cpu_utilisation
+        if self.lambda_functions:
+            extra["lambda_functions"] = self.lambda_functions
         return {
             "usd_per_stream_hour": self.usd_per_stream_hour,
             "breakdown": self.breakdown,
@@ -185,6 +276,7 @@ class CostResult:
             "instance_type": self.instance_type,
             "rates_per_stream_second": self.rates,
             "unpriced": self.unpriced,
+            **extra,
         }
 
 
@@ -194,9 +286,20 @@ def _num(d: Mapping[str, Any], key: str) -> float:
 
 
 def price_usage(
-    usage: Mapping[str, Any], prices: PriceTable, params: ModelParams | None = None
+    usage: Mapping[str, Any],
+    prices: PriceTable,
+    params: ModelParams | None = None,
+    *,
+    capacity: Capacity | None = None,
+    lambda_init_seconds: Mapping[str, float] | None = None,
+    tracing: Mapping[str, Any] | None = None,
 ) -> CostResult:
-    """Price one metered usage dict (one architecture, one or more sources)."""
+    """Price one metered usage dict (one architecture, one or more sources).
+
+    ``capacity``: the monolith's task sizes and instances (:mod:`vqa.deployment`), required
+    when worker CPU was metered. ``lambda_init_seconds``: handler -> INIT seconds measured on a
+    full core. ``tracing``: :func:`vqa.deployment.traced` of the architecture's template.
+    """
     params = params or ModelParams()
     arch = str(usage.get("architecture") or "unknown")
     stream_seconds = _num(usage, "stream_seconds")
@@ -206,6 +309,14 @@ def price_usage(
     counters: Mapping[str, Any] = usage.get("counters") or {}
     byte_counts: Mapping[str, Any] = usage.get("bytes") or {}
     config: Mapping[str, Any] = usage.get("config") or {}
+    streams = max(1.0, _num(usage, "streams"))
+    # Per-stream work is priced per stream, spread over the stream's lifetime.
+    share = params.per_stream_share(stream_seconds / streams)
+    per_stream_ops = PER_STREAM_OPS.get(arch, frozenset())
+
+    def count(service: str, op: str, n: float) -> float:
+        return n * share if (service, op) in per_stream_ops else float(n)
+
     items: list[LineItem] = []
     rates: dict[str, float] = {}
     unpriced: dict[str, dict[str, int]] = {}
@@ -245,19 +356,67 @@ def price_usage(
         if transitions:
             add("stepfunctions", "standard_transitions", "state transitions", transitions)
         rates["state_transitions"] = transitions / stream_seconds
-        rates["standard_start_execution"] = executions / stream_seconds
+        rates["standard_start_execution"] = _standard_start_rate(
+            executions, stream_seconds, streams, config, params
+        )
 
     # Lambda: invocations and GB-seconds, the price by the functions' architecture.
+    functions = lambda_functions(counters)
     invocations = _num(counters, "lambda_invocations") or float(ops("lambda").get("Invoke", 0))
+    # The per-stream functions' calls are spread over the stream's lifetime.
+    invocations -= (1 - share) * sum(
+        calls for (h, _), (_, calls) in functions.items() if h in PER_STREAM_HANDLERS
+    )
     if invocations:
         add("lambda", "requests", "Lambda requests", invocations)
+    lambda_arch = str(config.get("lambda_architecture") or "x86_64")
+    if lambda_arch not in ("x86_64", "arm64"):
+        raise ConfigError(f"usage of {arch}: unknown lambda_architecture {lambda_arch!r}")
     gb_seconds = _num(counters, "lambda_gb_seconds")
-    if gb_seconds:
-        lambda_arch = str(config.get("lambda_architecture") or "x86_64")
-        if lambda_arch not in ("x86_64", "arm64"):
-            raise ConfigError(f"usage of {arch}: unknown lambda_architecture {lambda_arch!r}")
-        add("lambda", f"duration_{lambda_arch}", f"Lambda GB-seconds ({lambda_arch})", gb_seconds)
     lambda_seconds = _num(counters, "lambda_seconds")
+    init_gb_seconds = 0.0
+    fn_rows: list[dict[str, Any]] = []
+    if functions:
+        # Timed on a full host core: bill each function at its memory's CPU share.
+        gb_seconds = lambda_seconds = 0.0
+        lifetime_s = params.lambda_environment_lifetime_hours * SECONDS_PER_HOUR
+        for (handler, memory_mb), (metered_s, calls) in sorted(functions.items()):
+            # A per-stream function's run is spread over the stream's lifetime.
+            charged = share if handler in PER_STREAM_HANDLERS else 1.0
+            cpu_share = min(1.0, memory_mb / params.lambda_mb_per_vcpu)
+            billed_s = metered_s / cpu_share
+            gb_seconds += billed_s * charged * memory_mb / 1024
+            lambda_seconds += billed_s * charged
+            init_s = (lambda_init_seconds or {}).get(handler)
+            # Environments = measured concurrency (billed_s / stream_s), each initialised once
+            # per lifetime: billed_s / lifetime_s cold starts in the run.
+            cold_starts = billed_s * charged / lifetime_s
+            init_billed = (init_s / cpu_share) if init_s is not None else 0.0
+            init_gb_seconds += cold_starts * init_billed * memory_mb / 1024
+            fn_rows.append(
+                {
+                    "handler": handler,
+                    "memory_mb": memory_mb,
+                    "invocations": calls,
+                    "metered_seconds": metered_s,
+                    "cpu_share": cpu_share,
+                    "billed_seconds": billed_s,
+                    "charged_share": charged,
+                    "concurrency_per_stream": billed_s * charged / stream_seconds,
+                    "init_seconds_full_core": init_s,
+                    "init_seconds_billed": init_billed if init_s is not None else None,
+                    "cold_starts": cold_starts,
+                }
+            )
+    if gb_seconds:
+        add("lambda", f"duration_{lambda_arch}", f"Lambda GB-seconds ({lambda_arch})", gb_seconds)
+    if init_gb_seconds:
+        add(
+            "lambda",
+            f"duration_{lambda_arch}",
+            f"Lambda INIT GB-seconds ({lambda_arch})",
+            init_gb_seconds,
+        )
     if not lambda_seconds and gb_seconds:
         mems = [
             float(v)
@@ -276,14 +435,14 @@ def price_usage(
     rates["lambda_concurrency"] = lambda_seconds / stream_seconds
 
     # S3: requests by price class, and storage for the objects' lifetime.
-    put_n = get_n = 0
+    put_n = get_n = 0.0
     for op, n in ops("s3").items():
         if op in S3_FREE:
             continue
         if op in S3_PUT_CLASS:
-            put_n += n
+            put_n += count("s3", op, n)
         else:
-            get_n += n
+            get_n += count("s3", op, n)
     if put_n:
         add("s3", "put_class", "S3 PUT/COPY/POST/LIST requests", put_n)
     if get_n:
@@ -299,44 +458,74 @@ def price_usage(
         add("s3", "storage", f"S3 storage ({lifetime_days:g} day lifetime)", gb_months)
 
     # SQS and SNS: every API call is a request (payloads are far below the 64 KB chunk).
-    sqs_n = sum(ops("sqs").values())
+    sqs_n = sum(count("sqs", op, n) for op, n in ops("sqs").items())
     if sqs_n:
         add("sqs", "requests", "SQS requests", sqs_n)
-    sns_n = sum(ops("sns").values())
+    sns_n = sum(count("sns", op, n) for op, n in ops("sns").items())
     if sns_n:
         add("sns", "requests", "SNS requests", sns_n)
-    rates["sns_publish"] = (ops("sns").get("Publish", 0) + ops("sns").get("PublishBatch", 0)) / (
-        stream_seconds
-    )
+    # EventBridge: each alert is one PutEvents call with one custom event (vqa.alerts).
+    events_n = count("events", "PutEvents", ops("events").get("PutEvents", 0))
+    if events_n:
+        add("events", "custom_events", "EventBridge custom events", events_n)
+    rates["sns_publish"] = sum(
+        count("sns", op, ops("sns").get(op, 0)) for op in ("Publish", "PublishBatch")
+    ) / (stream_seconds)
 
     # DynamoDB on-demand: request units per data-plane call.
     # Consumed capacity when it was metered (CloudWatch, --aws), else per call.
     wru = _num(counters, "dynamodb_write_units") or sum(
-        DYNAMODB_WRITE_UNITS.get(op, 0) * n for op, n in ops("dynamodb").items()
+        DYNAMODB_WRITE_UNITS.get(op, 0) * count("dynamodb", op, n)
+        for op, n in ops("dynamodb").items()
     )
     rru = _num(counters, "dynamodb_read_units") or sum(
-        DYNAMODB_READ_UNITS.get(op, 0) * n for op, n in ops("dynamodb").items()
+        DYNAMODB_READ_UNITS.get(op, 0) * count("dynamodb", op, n)
+        for op, n in ops("dynamodb").items()
     )
     if wru:
         add("dynamodb", "write_request_units", "DynamoDB write request units", wru)
     if rru:
         add("dynamodb", "read_request_units", "DynamoDB read request units", rru)
 
-    # CloudWatch Logs ingestion of what handlers and workers logged.
-    log_bytes = _num(counters, "log_bytes")
+    # CloudWatch Logs ingestion: what handlers and workers logged, plus the Lambda platform's
+    # own lines per invocation.
+    log_bytes = _num(counters, "log_bytes") + invocations * params.lambda_platform_log_bytes
     if log_bytes:
         add("logs", "ingestion", "CloudWatch Logs ingestion (GB)", log_bytes / GIB)
 
-    # EC2 + EBS: worker CPU-seconds at the target utilisation of the instance type's vCPUs.
+    # X-Ray: a traced state machine records one trace per execution (its Lambda segments join
+    # it); traced functions invoked otherwise record one trace per invocation (upper bound:
+    # the default sampling rule records fewer at high rates).
+    if tracing:
+        if tracing.get("state_machine") and executions:
+            traces = executions
+        else:
+            handlers = set(tracing.get("lambda_handlers") or ())
+            traces = sum(calls for (h, _), (_, calls) in functions.items() if h in handlers)
+        if traces:
+            add("xray", "traces_recorded", "X-Ray traces recorded", traces)
+
+    # EC2 + EBS: the instances ECS places for fleet_streams streams' tasks, per stream.
     cpu_seconds = _num(counters, "worker_cpu_seconds")
     instances_per_stream = 0.0
     instance_type: str | None = None
+    utilisation: float | None = None
+    instance_utilisation: float | None = None
     if cpu_seconds:
-        instance_type = str(config.get("instance_type") or "")
-        if not instance_type:
-            raise ConfigError(f"usage of {arch}: worker CPU metered but no instance_type")
+        if capacity is None:
+            raise ConfigError(f"usage of {arch}: worker CPU metered but no task sizes to place")
+        instance_type = capacity.instance_type
+        ran = str(config.get("instance_type") or instance_type)
+        if ran != instance_type:
+            raise ConfigError(
+                f"usage of {arch}: ran on {ran}, the template deploys {instance_type}"
+            )
         it = prices.instance(instance_type)
-        instances_per_stream = cpu_seconds / stream_seconds / (it.vcpus * params.target_utilization)
+        instances_per_stream = capacity.instances(params.fleet_streams) / params.fleet_streams
+        utilisation = cpu_seconds / stream_seconds / capacity.reserved_vcpus_per_stream
+        instance_utilisation = (
+            cpu_seconds / stream_seconds / (instances_per_stream * capacity.instance_vcpus)
+        )
         instance_hours = instances_per_stream * stream_seconds / SECONDS_PER_HOUR
         items.append(
             LineItem(
@@ -368,15 +557,45 @@ def price_usage(
         line_items=items,
         instances_per_stream=instances_per_stream,
         instance_type=instance_type,
+        capacity=capacity if cpu_seconds else None,
+        reserved_cpu_utilisation=utilisation,
+        instance_cpu_utilisation=instance_utilisation,
+        lambda_functions=fn_rows,
         rates=rates,
         unpriced=unpriced,
         assumptions=notes,
     )
 
 
+def lambda_functions(counters: Mapping[str, Any]) -> dict[tuple[str, int], tuple[float, float]]:
+    """(handler, memory MB) -> (metered seconds, invocations) from the runners' per-function
+    counters ``lambda_seconds@HANDLER@MB`` and ``lambda_invocations@HANDLER@MB``."""
+    out: dict[tuple[str, int], tuple[float, float]] = {}
+    for key, v in counters.items():
+        name, _, rest = key.partition("@")
+        if name not in ("lambda_seconds", "lambda_invocations") or not rest:
+            continue
+        handler, _, mem = rest.rpartition("@")
+        seconds, calls = out.get((handler, int(mem)), (0.0, 0.0))
+        if name == "lambda_seconds":
+            seconds += float(v)
+        else:
+            calls += float(v)
+        out[(handler, int(mem))] = (seconds, calls)
+    return out
+
+
+def per_shard(counters: Mapping[str, Any], name: str) -> dict[str, float]:
+    """``{shard: value}`` of the runners' ``NAME@SHARD`` counters."""
+    prefix = f"{name}@"
+    return {k[len(prefix) :]: float(v) for k, v in counters.items() if k.startswith(prefix)}
+
+
 def _is_priced(service: str, op: str, workflow: str) -> bool:
     if service in ("s3", "sqs", "sns"):
         return op not in S3_FREE
+    if service == "events":
+        return op == "PutEvents"
     if service == "dynamodb":
         return op in DYNAMODB_WRITE_UNITS or op in DYNAMODB_READ_UNITS
     if service == "lambda":
@@ -385,6 +604,23 @@ def _is_priced(service: str, op: str, workflow: str) -> bool:
         # Standard bills transitions, not API calls; Express bills each execution started.
         return workflow == "EXPRESS" and op in ("StartExecution", "StartSyncExecution")
     return False
+
+
+def _standard_start_rate(
+    executions: float,
+    stream_seconds: float,
+    streams: float,
+    config: Mapping[str, Any],
+    params: ModelParams,
+) -> float:
+    """Standard executions started per stream-second over a stream's lifetime: one execution
+    per ``segments_per_execution`` segments (the hand-over chunks a long stream), so a clip
+    shorter than one chunk, which starts one execution, does not set the rate."""
+    chunk_s = _num(config, "segments_per_execution") * _num(config, "segment_seconds")
+    if params.stream_lifetime_hours is None or chunk_s <= 0:
+        return executions / stream_seconds
+    lifetime = max(stream_seconds / streams, params.stream_lifetime_hours * SECONDS_PER_HOUR)
+    return math.ceil(lifetime / chunk_s - 1e-9) / lifetime
 
 
 def _express_gb_seconds(
@@ -418,10 +654,14 @@ def merge_usage(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for k, v in (u.get("bytes") or {}).items():
             out["bytes"][k] = out["bytes"].get(k, 0) + v
         for k, v in (u.get("counters") or {}).items():
-            out["counters"][k] = out["counters"].get(k, 0) + v
+            if k.startswith("worker_peak_rss_mb@"):  # a peak: the largest, not the sum
+                out["counters"][k] = max(out["counters"].get(k, 0), v)
+            else:
+                out["counters"][k] = out["counters"].get(k, 0) + v
         total_stream += _num(u, "stream_seconds")
         total_wall += _num(u, "wall_seconds")
     out["architecture"] = usages[0].get("architecture")
+    out["streams"] = sum(max(1.0, _num(u, "streams")) for u in usages)
     out["stream_seconds"] = total_stream
     out["wall_seconds"] = total_wall
     out["config"] = dict(usages[0].get("config") or {})
@@ -443,13 +683,6 @@ def stream_points(max_streams: int = 10_000) -> list[int]:
     return out
 
 
-def instances_for(streams: int, instances_per_stream: float) -> int:
-    """Whole instances for ``streams`` concurrent streams (at least one while any run)."""
-    if streams <= 0 or instances_per_stream <= 0:
-        return 0
-    return max(1, math.ceil(streams * instances_per_stream - 1e-9))
-
-
 def hourly_cost(
     result: CostResult, streams: int, prices: PriceTable, params: ModelParams | None = None
 ) -> tuple[float, int]:
@@ -458,7 +691,7 @@ def hourly_cost(
     linear = result.fixed_per_hour() * streams
     if not result.instance_type:
         return result.usd_per_stream_hour * streams, 0
-    n = instances_for(streams, result.instances_per_stream)
+    n = result.instances(streams)
     it = prices.instance(result.instance_type)
     ebs = (
         prices.unit_usd("ebs", "gp3_storage") * params.ebs_gb_per_instance / params.hours_per_month
@@ -502,7 +735,15 @@ def quota_markers(
         if rate <= 0 or q.value is None:
             continue
         at = q.value / rate
-        out.append(_marker(name, q, what, rate, at, max_streams))
+        m = _marker(name, q, what, rate, at, max_streams)
+        if name.startswith("s3_"):
+            m["note"] = (
+                "Streams at the limit if every stream's requests land on one partition; the"
+                " intermediate keys put each stream under its own prefix (segments/<stream>/,"
+                " state/<stream>/), so S3 can partition by stream as the load grows, answering"
+                " 503 Slow Down (retried) until it has. " + q.note
+            )
+        out.append(m)
     sqs_used = any(li.service == "sqs" for li in result.line_items)
     if sqs_used:
         q = prices.quota("sqs_standard_requests_per_second")
@@ -519,12 +760,12 @@ def quota_markers(
                 "as_of": q.as_of,
             }
         )
-    if result.instance_type and result.instances_per_stream > 0:
+    if result.capacity is not None:
         q = prices.quota("ec2_on_demand_standard_vcpus")
-        it = prices.instance(result.instance_type)
+        it = prices.instance(result.capacity.instance_type)
         assert q.value is not None
         allowed = math.floor(q.value / it.vcpus)
-        at = allowed / result.instances_per_stream
+        at = float(result.capacity.streams_within(allowed))
         m = _marker(
             "ec2_on_demand_standard_vcpus",
             q,
@@ -537,6 +778,43 @@ def quota_markers(
         out.append(m)
     out.sort(key=lambda m: (m["streams_at_limit"] is None, m["streams_at_limit"] or 0))
     return out
+
+
+def cheapest_instance_type(
+    capacity: Capacity, prices: PriceTable, params: ModelParams | None = None
+) -> str:
+    """The instance type of ``capacity``'s processor generation (``7i`` of ``c7i.large``) that
+    places ``fleet_streams`` streams' tasks for the least EC2 + EBS per hour: an operator
+    matching the instance's CPU:memory ratio to the tasks'. The measured CPU time is assumed to
+    carry over between types of one generation."""
+    params = params or ModelParams()
+    arch = prices.instance(capacity.instance_type).architecture
+    generation = _generation(capacity.instance_type)
+    ebs_hour = (
+        prices.unit_usd("ebs", "gp3_storage") * params.ebs_gb_per_instance / params.hours_per_month
+    )
+    best = (math.inf, capacity.instance_type)
+    for it in sorted(prices.instances.values(), key=lambda i: i.name):
+        if it.architecture != arch or _generation(it.name) != generation:
+            continue
+        try:
+            candidate = dataclasses.replace(
+                capacity,
+                instance_type=it.name,
+                instance_vcpus=it.vcpus,
+                instance_memory_mib=it.memory_mib,
+            )
+        except ConfigError:  # a task does not fit this type
+            continue
+        usd = candidate.instances(params.fleet_streams) * (it.usd_per_hour + ebs_hour)
+        best = min(best, (usd, it.name))
+    return best[1]
+
+
+def _generation(instance_type: str) -> str:
+    """``7i`` of ``c7i.large``: the processor generation the measured CPU time belongs to."""
+    family = instance_type.split(".", 1)[0]
+    return family.lstrip("abcdefghijklmnopqrstuvwxyz") or family
 
 
 def _marker(

@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: The contract's defect kinds (DESIGN.md). More may be added, never renamed.
-DEFECT_KINDS: tuple[str, ...] = ("black", "freeze", "corruption", "silence", "clipping", "av_sync")
+DEFECT_KINDS: tuple[str, ...] = (
+    "black",
+    "freeze",
+    "corruption",
+    "silence",
+    "clipping",
+    "av_sync",
+    "loudness",
+)
+
+#: The source stopped delivering media (live monitoring, :mod:`vqa.watch`): a kind about the input
+#: rather than its content, so no detector and no corpus clip has it.
+INPUT_LOSS = "input_loss"
+SOURCE_KINDS: tuple[str, ...] = (INPUT_LOSS,)
 
 #: Time values are rounded to microseconds so that JSON round trips and both architectures agree.
 _TIME_DECIMALS = 6

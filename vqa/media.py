@@ -16,7 +16,14 @@ the decoder's frames (``np.frombuffer`` on the plane, cropped to the picture wid
 Decoder signals feed the ``corruption`` detector deterministically (the same for a continuous pass
 and for a segment decoded after a seek): frames the decoder marks corrupt (error concealment),
 packets the decoder rejects (marked on the next frame output), timestamps that run backwards, and
-the picture types from which the detector works out gaps and how damage spreads.
+the picture types from which the detector works out gaps and how damage spreads. Container quirks
+are not passed on as damage: decode-order times (AVI, an MP4 without composition offsets) are put
+back in display order over a small window, and an AVI null frame is shown as the repeat it is.
+
+An MPEG-TS file or S3 object is read through :class:`vqa.tsanalysis.TsTee`: PyAV demuxes the
+bytes the tee keeps, and each segment carries the packets timed inside it (``transport``, by the
+programme's PCR on the same time base as the frames) for the transport detector, so the packets
+are read once. A segment decoded after a seek carries the same packets as in a continuous pass.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from vqa import urlguard
 from vqa.errors import BadSourceError
 from vqa.segment import AudioTrack, Segment, VideoTrack, cadence
+from vqa.tsanalysis import TsTee, looks_like_ts
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,9 @@ class SourceInfo:
     height: int = 0
     fps: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
+    #: MPEG-TS read through :class:`~vqa.tsanalysis.TsTee` (a file or S3 object): segments will
+    #: carry their packets for the transport detector.
+    transport: bool = False
 
 
 # --------------------------------------------------------------------------- opening
@@ -138,7 +150,21 @@ def _reason(exc: BaseException) -> str:
     return f"{base}: {detail}" if detail else base
 
 
-def _open_container(source: str, s3_client: Any | None) -> Any:
+#: Bytes read to tell an MPEG-TS source (5 packets from any of the first 188 offsets).
+TS_SNIFF = 6 * 188
+
+
+def _tee_if_ts(raw: Any) -> TsTee | None:
+    """A tee over ``raw`` (a seekable binary file at offset 0) if it holds MPEG-TS, so that the
+    transport analysis reads the bytes PyAV demuxes instead of reading the source again."""
+    head = raw.read(TS_SNIFF)
+    raw.seek(0)
+    return TsTee(raw) if looks_like_ts(head) else None
+
+
+def _open_container(source: str, s3_client: Any | None, tee: list[TsTee] | None = None) -> Any:
+    """Open ``source`` with PyAV; for an MPEG-TS file or S3 object, when ``tee`` is a list, read
+    it through a :class:`~vqa.tsanalysis.TsTee` and append that to ``tee``."""
     parsed = urlparse(source)
     try:
         if parsed.scheme == "s3":
@@ -152,8 +178,17 @@ def _open_container(source: str, s3_client: Any | None) -> Any:
                 raise BadSourceError(source, f"cannot read S3 object: {exc}") from None
             if reader._size == 0:
                 raise BadSourceError(source, "empty object")
+            if tee is not None and (t := _tee_if_ts(reader)) is not None:
+                tee.append(t)
+                return av.open(t, mode="r")  # the tee keeps blocks: no second buffer
             return av.open(io.BufferedReader(reader, buffer_size=1 << 20), mode="r")
         if parsed.scheme in ("http", "https"):
+            guard = urlguard.guard_from_env()
+            if guard is not None:
+                # FFmpeg's HTTP and HLS clients follow redirects and playlist entries unchecked:
+                # with the SSRF guard on, every byte comes through vqa.urlguard instead.
+                raw = urlguard.open_media(source, guard=guard, source=source)
+                return av.open(io.BufferedReader(raw, buffer_size=1 << 20), mode="r")
             return av.open(source, mode="r", timeout=(10.0, 30.0))
         path = parsed.path if parsed.scheme == "file" else source
         if not os.path.exists(path):
@@ -163,6 +198,18 @@ def _open_container(source: str, s3_client: Any | None) -> Any:
         if os.path.getsize(path) == 0:
             raise BadSourceError(source, "empty file")
         try:
+            if tee is not None:
+                raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the container
+                t = _tee_if_ts(raw)
+                if t is not None:
+                    try:
+                        container = av.open(t, mode="r")
+                    except BaseException:
+                        raw.close()
+                        raise
+                    tee.append(t)
+                    return container
+                raw.close()
             return av.open(path, mode="r")
         except av.error.InvalidDataError:
             with open(path, "rb") as f:
@@ -252,6 +299,9 @@ _DIRECT_LUMA = frozenset(
 )
 
 
+#: Frames over which container times are put back in display order (see :class:`_VideoState`):
+#: more than the reorder depth of any B-picture stream seen (4 for packed B-frames in AVI).
+REORDER_WINDOW = 8
 #: AVPictureType: AV_PICTURE_TYPE_B.
 _PICT_B = 3
 
@@ -259,34 +309,106 @@ _PICT_B = 3
 class _VideoState:
     """Per-stream state that turns decoded frames into timed luma + signals."""
 
-    def __init__(self, stream: Any, t0: float) -> None:
+    def __init__(self, stream: Any, t0: float, *, container_format: str = "") -> None:
         self.stream = stream
         self.tb = float(stream.time_base)
+        # MPEG-TS and MPEG-PS carry a real presentation time in every PES header, so a time that
+        # runs backwards there is damage. Containers that may store times by decode order (AVI
+        # has no presentation times; an MP4 without a composition-offset box) hand a B-picture
+        # stream "pts" that are permuted within each reorder group by design, while the decoder
+        # outputs pictures in display order. There each frame out takes the smallest time among
+        # the next REORDER_WINDOW frames: the times put back in display order (a property of the
+        # file, not damage); correctly timed streams come out unchanged, REORDER_WINDOW frames
+        # later.
+        self.timed_by_pes = container_format.split(",")[0] in {"mpegts", "mpeg", "hls"}
+        self.index_timed = container_format.split(",")[0] == "avi"
+        self.last_luma: NDArray[np.uint8] | None = None
+        self.window: list[tuple[Any, int, bool]] = []  # (frame, pts, corrupt) waiting, FIFO
         self.t0 = t0
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.nominal = 1.0 / float(rate) if rate else 1.0 / 30.0
         self.deltas: deque[float] = deque(maxlen=15)
         self.prev: float | None = None
         self.pending_error = False
+        self.ran_backwards = False
         self.width = int(stream.codec_context.width or 0)
         self.height = int(stream.codec_context.height or 0)
 
     def frame_duration(self) -> float:
         return cadence(self.deltas, self.nominal)
 
-    def convert(self, frame: Any) -> tuple[float, NDArray[np.uint8], bool, bool, bool] | None:
+    def convert(self, frame: Any) -> list[tuple[float, NDArray[np.uint8], bool, bool, bool]]:
+        """The frames ready after ``frame`` (none, one, or one late from the reorder window)."""
         if frame.pts is None:
-            return None
-        key, damaged = bool(frame.key_frame), bool(frame.is_corrupt)
+            return []
+        key = bool(frame.key_frame)
+        # A rejected packet taints the next frame out unless that frame starts a new picture.
+        corrupt = bool(frame.is_corrupt) or (self.pending_error and not key)
+        self.pending_error = False
+        if self.timed_by_pes:
+            return self._finish(frame, int(frame.pts), corrupt)
+        self.window.append((frame, int(frame.pts), corrupt))
+        if len(self.window) <= REORDER_WINDOW:
+            return []
+        return self._pop()
+
+    def drain(self) -> list[tuple[float, NDArray[np.uint8], bool, bool, bool]]:
+        """End of stream: the frames still waiting in the reorder window."""
+        out = []
+        while self.window:
+            out += self._pop()
+        return out
+
+    def _pop(self) -> list[tuple[float, NDArray[np.uint8], bool, bool, bool]]:
+        low = min(range(len(self.window)), key=lambda i: self.window[i][1])
+        frame, pts, corrupt = self.window.pop(0)
+        if low > 0:
+            # The head takes the smallest waiting time; the frame that carried it takes the head's.
+            low -= 1
+            other, low_pts, c = self.window[low]
+            self.window[low] = (other, pts, c)
+            pts = low_pts
+        return self._finish(frame, pts, corrupt)
+
+    def _finish(
+        self, frame: Any, pts: int, corrupt: bool
+    ) -> list[tuple[float, NDArray[np.uint8], bool, bool, bool]]:
+        """The frame with its time and signals, after the repeats an index-timed gap stands for."""
+        prev, last = self.prev, self.last_luma
+        out = self._one(frame, pts, corrupt)
+        if out is None:
+            return []
+        repeats: list[tuple[float, NDArray[np.uint8], bool, bool, bool]] = []
+        if self.index_timed and prev is not None and last is not None:
+            # AVI has no timestamps: index entry k is shown at k frame periods of the declared
+            # rate, and an empty entry is the encoder's null frame ("show the last picture
+            # again"), which FFmpeg's demuxer drops. Put the repeats back, as a player shows
+            # them: a hole in an index-timed stream is not lost data.
+            periods = (out[0] - prev) / self.nominal
+            n = round(periods)
+            if n >= 2 and abs(periods - n) <= 0.25:
+                repeats = [
+                    (prev + k * self.nominal, last, False, False, False) for k in range(1, n)
+                ]
+        self.last_luma = out[1]
+        return [*repeats, out]
+
+    def _one(
+        self, frame: Any, pts: int, corrupt: bool
+    ) -> tuple[float, NDArray[np.uint8], bool, bool, bool] | None:
+        key = bool(frame.key_frame)
         bframe = int(frame.pict_type) == _PICT_B
-        t = frame.pts * self.tb - self.t0
+        t = pts * self.tb - self.t0
         if self.prev is not None and t <= self.prev:
             # A timestamp that runs backwards is damage (a broken PES header, a spliced packet):
             # drop the frame to keep time monotonic and mark the next one.
-            self.pending_error = True
+            self.ran_backwards = True
             return None
         if self.prev is not None:
             delta = t - self.prev
+            if self.index_timed:
+                # Null frames are put back (see _finish): the cadence is the declared rate's.
+                delta = min(delta, self.nominal)
             # Only plausible cadence changes update the estimate; a gap must not teach itself.
             if delta < 1.5 * self.frame_duration() or len(self.deltas) < 3:
                 self.deltas.append(delta)
@@ -295,10 +417,12 @@ class _VideoState:
             frame = frame.reformat(format="gray")
         luma = _luma_view(frame)
         self.width, self.height = luma.shape[1], luma.shape[0]
-        # A rejected packet taints the next frame out unless that frame starts a new picture.
-        corrupt = damaged or (self.pending_error and not key)
-        self.pending_error = False
-        return t, luma, key, corrupt, bframe
+        return t, luma, key, corrupt or self.backwards(), bframe
+
+    def backwards(self) -> bool:
+        """A time that ran backwards marks the next frame kept (read once)."""
+        was, self.ran_backwards = self.ran_backwards, False
+        return was
 
 
 class _AudioSegmenter:
@@ -392,11 +516,23 @@ def iter_segments(
     if not segment_seconds > 0:
         raise ValueError("segment_seconds must be positive")
     info = {} if info is None else info
-    container = _open_container(source, s3_client)
-    with container:
-        yield from _segments(
-            container, source, segment_seconds, start_index, stop_index, info, tracks
-        )
+    tees: list[TsTee] = []
+    container = _open_container(source, s3_client, tees)
+    try:
+        with container:
+            yield from _segments(
+                container,
+                source,
+                segment_seconds,
+                start_index,
+                stop_index,
+                info,
+                tracks,
+                tee=tees[0] if tees else None,
+            )
+    finally:
+        for t in tees:
+            t.close_source()
 
 
 def _segments(
@@ -407,7 +543,12 @@ def _segments(
     stop_index: int | None,
     info: dict[str, Any],
     tracks: Collection[str] = ("video", "audio"),
+    *,
+    tee: TsTee | None = None,
 ) -> Iterator[Segment]:
+    """The segments of an open container (see :func:`iter_segments`). ``tee``: the MPEG-TS
+    reader the container reads through; each segment then carries its packets (``transport``).
+    """
     skipped: dict[str, str] = {}
     video = next(iter(container.streams.video), None)
     audio = next(iter(container.streams.audio), None)
@@ -432,6 +573,11 @@ def _segments(
         video = None
     if "audio" not in tracks:
         audio = None
+    if video is None and audio is None and tee is not None:
+        # Only the packets are wanted (a transport-only shard): cut them by time, no decoding.
+        _seek(container, source, t0, start_index * seg_len, start_index)
+        yield from _transport_only(tee, t0, seg_len, start_index, stop_index, info)
+        return
     if video is None and audio is None:
         # Nothing asked for is here: one empty segment lets detectors say they were skipped.
         info["duration"] = float(container.duration / av.time_base) if container.duration else 0.0
@@ -442,7 +588,11 @@ def _segments(
             last=True,
         )
         return
-    vstate = _VideoState(video, t0) if video is not None else None
+    vstate = (
+        _VideoState(video, t0, container_format=container.format.name)
+        if video is not None
+        else None
+    )
     if video is not None:
         video.thread_type = "AUTO"
     rate = int(audio.codec_context.sample_rate or audio.rate or 48000) if audio is not None else 0
@@ -450,14 +600,12 @@ def _segments(
     asegs = _AudioSegmenter(audio, t0, rate, seg_samples) if audio is not None else None
 
     first_t = start_index * seg_len
-    if start_index > 0:
-        target = t0 + max(0.0, first_t - SEEK_PREROLL)
-        try:
-            container.seek(int(target * av.time_base), backward=True, any_frame=False)
-        except av.error.FFmpegError as exc:
-            raise BadSourceError(
-                source, f"cannot seek to segment {start_index}: {_reason(exc)}"
-            ) from None
+    _seek(container, source, t0, first_t, start_index)
+    if tee is not None:
+        # The packets before the first segment (the seek's preroll) are not this pass's.
+        tee.start(t0, offset=0 if start_index == 0 else None)
+        if start_index > 0:
+            tee.take(first_t)
 
     builders: dict[int, _Builder] = {}
     next_emit = start_index
@@ -504,7 +652,13 @@ def _segments(
             first = b.a_first if b.a_first is not None else k * seg_samples
             at = AudioTrack(start=first / rate, rate=rate, samples=pcm)
         return Segment(
-            index=k, start=k * seg_len, end=(k + 1) * seg_len, video=vt, audio=at, last=last
+            index=k,
+            start=k * seg_len,
+            end=(k + 1) * seg_len,
+            video=vt,
+            audio=at,
+            last=last,
+            transport=None if tee is None else tee.take(None if last else (k + 1) * seg_len),
         )
 
     def ready() -> Iterator[Segment]:
@@ -522,11 +676,13 @@ def _segments(
             next_emit += 1
 
     def on_video(frame: Any) -> None:
+        assert vstate is not None
+        for conv in vstate.convert(frame):
+            place(conv)
+
+    def place(conv: tuple[float, NDArray[np.uint8], bool, bool, bool]) -> None:
         nonlocal last_v_end, decoded_any
         assert vstate is not None
-        conv = vstate.convert(frame)
-        if conv is None:
-            return
         t, luma, key, corrupt, bframe = conv
         decoded_any = True
         last_v_end = t + vstate.frame_duration()
@@ -584,6 +740,8 @@ def _segments(
                 on_video(frame)
             if not frames:
                 break
+        for conv in vstate.drain():
+            place(conv)
         if vstate.pending_error:
             # The error surfaced after the last frame came out (frame threads report late): it
             # belongs to the tail, so the last frame still waiting in a segment carries it.
@@ -601,6 +759,41 @@ def _segments(
             return
         yield make(next_emit, last=next_emit == final)
         next_emit += 1
+
+
+def _seek(container: Any, source: str, t0: float, first_t: float, start_index: int) -> None:
+    """Seek to ``SEEK_PREROLL`` before segment ``start_index`` (at ``first_t`` s)."""
+    if start_index > 0:
+        target = t0 + max(0.0, first_t - SEEK_PREROLL)
+        try:
+            container.seek(int(target * av.time_base), backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise BadSourceError(
+                source, f"cannot seek to segment {start_index}: {_reason(exc)}"
+            ) from None
+
+
+def _transport_only(
+    tee: TsTee,
+    t0: float,
+    seg_len: float,
+    start_index: int,
+    stop_index: int | None,
+    info: dict[str, Any],
+) -> Iterator[Segment]:
+    """Segments carrying only their MPEG-TS packets, cut by packet time until the source ends."""
+    tee.start(t0, offset=0 if start_index == 0 else None)
+    if start_index > 0:
+        tee.take(start_index * seg_len)
+    k = start_index
+    while stop_index is None or k < stop_index:
+        chunk = tee.take((k + 1) * seg_len)
+        last = tee.exhausted
+        info["duration"] = max(info.get("duration", 0.0), tee.time_reached)
+        yield Segment(index=k, start=k * seg_len, end=(k + 1) * seg_len, last=last, transport=chunk)
+        if last:
+            return
+        k += 1
 
 
 def _to_float(pcm: NDArray[Any]) -> NDArray[np.float32]:
@@ -662,4 +855,6 @@ def probe(source: str, *, s3_client: Any | None = None) -> SourceInfo:
             height=int(v.codec_context.height) if v is not None else 0,
             fps=float(rate) if rate else 0.0,
             skipped=skipped,
+            transport=container.format.name.split(",")[0] == "mpegts"
+            and urlparse(source).scheme not in ("http", "https"),
         )

@@ -30,9 +30,11 @@ REQUIRED_PRICES: tuple[tuple[str, str], ...] = (
     ("s3", "storage"),
     ("sqs", "requests"),
     ("sns", "requests"),
+    ("events", "custom_events"),
     ("dynamodb", "write_request_units"),
     ("dynamodb", "read_request_units"),
     ("logs", "ingestion"),
+    ("xray", "traces_recorded"),
     ("ebs", "gp3_storage"),
 )
 
@@ -89,7 +91,8 @@ class Price:
 
 @dataclass(frozen=True)
 class InstanceType:
-    """An EC2 instance type's on-demand hourly price and size."""
+    """An EC2 instance type's on-demand hourly price and size (vCPUs, installed memory): the
+    one instance table, read by the stack's capacity check and the cost model alike."""
 
     name: str
     usd_per_hour: float
@@ -98,6 +101,11 @@ class InstanceType:
     architecture: str
     source: str
     as_of: str
+
+    @property
+    def memory_mib(self) -> int:
+        """Installed memory in MiB."""
+        return round(self.memory_gib * 1024)
 
 
 @dataclass(frozen=True)
@@ -231,12 +239,20 @@ def parse_prices(
                     raise PricingError(
                         f"{where} ec2.instances.{name}: vcpus must be a positive int"
                     )
+                if not _is_number(e.get("memory_gib")) or e["memory_gib"] <= 0:
+                    raise PricingError(
+                        f"{where} ec2.instances.{name}: memory_gib must be a positive number"
+                    )
+                if e.get("architecture") not in ("x86_64", "arm64"):
+                    raise PricingError(
+                        f"{where} ec2.instances.{name}: architecture must be x86_64 or arm64"
+                    )
                 instances[name] = InstanceType(
                     name=name,
                     usd_per_hour=float(e["usd"]),
                     vcpus=vcpus,
-                    memory_gib=float(e.get("memory_gib", 0)),
-                    architecture=str(e.get("architecture", "x86_64")),
+                    memory_gib=float(e["memory_gib"]),
+                    architecture=str(e["architecture"]),
                     source=e["source"],
                     as_of=e["as_of"],
                 )

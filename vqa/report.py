@@ -15,6 +15,7 @@ from vqa.cost import SERVICES
 
 CHART_BY_SERVICE = "cost_by_service.png"
 CHART_VS_STREAMS = "cost_vs_streams.png"
+CHART_SWEEPS = "sweeps.png"
 COLORS = {"distributed": "#d62728", "monolith": "#1f77b4"}
 SERVICE_COLORS = {
     "stepfunctions": "#e377c2",
@@ -22,8 +23,10 @@ SERVICE_COLORS = {
     "s3": "#2ca02c",
     "sqs": "#9467bd",
     "sns": "#8c564b",
+    "events": "#c49c94",
     "dynamodb": "#17becf",
     "logs": "#bcbd22",
+    "xray": "#aec7e8",
     "ec2": "#1f77b4",
     "ebs": "#7f7f7f",
 }
@@ -67,6 +70,9 @@ def write_report(result: dict[str, Any], out_dir: Path | str) -> dict[str, Path]
     }
     chart_cost_by_service(result, paths["chart_by_service"])
     chart_cost_vs_streams(result, paths["chart_vs_streams"])
+    if result.get("sweeps"):
+        paths["chart_sweeps"] = out / CHART_SWEEPS
+        chart_sweeps(result, paths["chart_sweeps"])
     result = {**result, "files": {k: p.name for k, p in paths.items()}}
     paths["json"].write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     paths["md"].write_text(render_markdown(result))
@@ -119,6 +125,45 @@ def render_markdown(result: dict[str, Any]) -> str:
         )
     w("")
 
+    per_source = result.get("per_source") or []
+    if per_source:
+        w("## Per stream profile\n")
+        w(
+            "Each source priced on its own (the monolith's tasks sized from that source's own"
+            " measurements):\n"
+        )
+        w(
+            "| source | profile | seconds | distributed USD/stream-hour | monolith USD/stream-hour"
+            " | reduction | distributed's top costs | monolith's top costs |"
+        )
+        w("|---|---|---:|---:|---:|---:|---|---|")
+        for ps in per_source:
+            w(
+                f"| `{Path(ps['source']).name}` | {ps['profile']} | {qty(ps['stream_seconds'])} |"
+                f" {usd(ps['distributed'])} | {usd(ps['monolith'])} | {pct(ps['reduction'])} |"
+                f" {', '.join(ps['drivers']['distributed'])} |"
+                f" {', '.join(ps['drivers']['monolith'])} |"
+            )
+        w("")
+    w("## How the figures scale with stream duration\n")
+    lifetime = (result.get("model") or {}).get("stream_lifetime_hours")
+    spread = (
+        f"priced per stream and spread over a {lifetime:g} h stream lifetime"
+        if lifetime
+        else "priced per stream, each stream lasting as long as it ran"
+    )
+    w(
+        "USD per stream-hour = the run's metered cost x 3600 / stream seconds, except the work"
+        f" done once per stream, {spread} (see Assumptions): so a 60 s run and a 10-minute run"
+        " give the same per-hour figures. Per frame or per segment (linear in duration): state"
+        " transitions, Lambda invocations and GB-seconds of the per-segment functions, S3"
+        " requests and bytes, worker CPU, log bytes. Once per stream: the orchestrator's or"
+        " start function's invoke, each shard's job message, the source HEADs, status and alert"
+        " items. Per concurrent stream: the monolith's instances (placement, below). A live"
+        " stream of hours starts one Standard execution per `segments_per_execution`"
+        " segments.\n"
+    )
+
     w("## Cost per stream-hour by service\n")
     w(f"![cost by service]({CHART_BY_SERVICE})\n")
     w("| service | " + " | ".join(archs) + " |")
@@ -150,11 +195,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"| {li['item']} | {qty(per_hour)} | {li['unit']} | {usd(li['unit_usd'])} | "
                 f"{usd(li['usd_per_stream_hour'])} |"
             )
-        if a[x].get("instances_per_stream"):
-            w(
-                f"\nInstances per stream at the target utilisation: "
-                f"{qty(a[x]['instances_per_stream'])} x {a[x]['instance_type']}."
-            )
+        placement = a[x].get("placement")
+        if placement:
+            _placement_lines(w, placement, a[x])
+        if a[x].get("lambda_functions"):
+            _lambda_lines(w, a[x]["lambda_functions"])
         unpriced = a[x].get("unpriced") or {}
         if unpriced:
             w(
@@ -164,6 +209,32 @@ def render_markdown(result: dict[str, Any]) -> str:
                     for svc, ops in sorted(unpriced.items())
                 )
                 + "."
+            )
+        w("")
+
+    sizing = result.get("right_sizing")
+    if sizing and sizing.get("error"):
+        w("## Right-sizing the monolith's tasks\n")
+        w(
+            f"The stack did not synthesize with the measured sizes {sizing['shard_sizes']}"
+            f" ({sizing['error']}); the monolith is priced with the sizes cdk.json deploys.\n"
+        )
+    elif sizing:
+        w("## Right-sizing the monolith's tasks\n")
+        w(
+            f"Each shard's reservation is its measured CPU / {sizing['cpu_headroom']:g} and its"
+            f" peak memory / {sizing['memory_headroom']:g}; the headline monolith is placed with"
+            " these sizes (and the instance type that packs them cheapest), read back from the"
+            " template synthesized with them. Deploy it with:\n"
+        )
+        w(f"```\n{sizing['deploy']}\n```\n")
+        w("| shard | CPU-s per stream-second | peak RSS MiB | reserves CPU units | MiB |")
+        w("|---|---:|---:|---:|---:|")
+        for i, (sh, c) in enumerate(sorted(sizing["cpu_seconds_per_stream_second"].items())):
+            size = sizing["shard_sizes"][i]
+            w(
+                f"| {sh} | {qty(c)} | {qty(sizing['peak_rss_mb'].get(sh))} | "
+                f"{size['cpu']:,} | {size['memory_mb']:,} |"
             )
         w("")
 
@@ -186,6 +257,10 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{pct(ratio)} | {top} |"
             )
         w("")
+
+    sw = result.get("sweeps")
+    if sw:
+        _sweep_lines(w, sw)
 
     proj = result.get("projection")
     if proj:
@@ -296,6 +371,111 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _placement_lines(w: Any, placement: dict[str, Any], arch: dict[str, Any]) -> None:
+    w(
+        f"\nECS placement on {placement['instance_type']} (registers "
+        f"{placement['registered_per_instance']['cpu_units']:,} CPU units and "
+        f"{placement['registered_per_instance']['memory_mb']:,} MiB; capacity provider target "
+        f"{placement['target_capacity_percent']}%):\n"
+    )
+    w("| shard | detectors | CPU units | memory MiB | streams per task |")
+    w("|---|---|---:|---:|---:|")
+    for t in placement["tasks"]:
+        w(
+            f"| {t.get('name', '')} | {', '.join(t['shard'])} | {t['cpu_units']:,} | "
+            f"{t['memory_mb']:,} | {t['streams_per_task']} |"
+        )
+    counts = ", ".join(f"{n} streams: {k:,}" for n, k in placement["instances"].items())
+    w(f"\nInstances for concurrent streams: {counts}.")
+    util = arch.get("reserved_cpu_utilisation")
+    inst = arch.get("instance_cpu_utilisation")
+    if util is not None and inst is not None:
+        w(
+            f"Measured worker CPU uses {pct(util)} of the CPU the tasks reserve"
+            f" (`reserved_cpu_utilisation` = {util:.4f}) and {pct(inst)} of the instances'"
+            f" vCPUs at the headline's fleet size (`instance_cpu_utilisation` = {inst:.4f})."
+        )
+
+
+def _lambda_lines(w: Any, functions: list[dict[str, Any]]) -> None:
+    w(
+        "\n| function (handler) | memory MB | invocations | metered s (full core) | CPU share |"
+        " billed s | concurrency per stream | INIT s (billed) | cold starts |"
+    )
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for f in functions:
+        w(
+            f"| `{f['handler']}` | {f['memory_mb']:,} | {qty(f['invocations'])} | "
+            f"{qty(f['metered_seconds'])} | {qty(f['cpu_share'])} | {qty(f['billed_seconds'])} |"
+            f" {qty(f['concurrency_per_stream'])} | {qty(f['init_seconds_billed'])} |"
+            f" {qty(f['cold_starts'])} |"
+        )
+
+
+def _sweep_lines(w: Any, sw: dict[str, Any]) -> None:
+    w("## Sensitivity and break-even\n")
+    w(f"![sweeps]({CHART_SWEEPS})\n")
+    duty = sw["duty_cycle"]
+    w("### Duty cycle: 24/7 channels vs on-demand checks\n")
+    w(
+        "Each stream active some minutes an hour (jobs spread over the hour). Distributed: every"
+        " cost is per stream-second. Monolith: non-instance costs per stream-second; instances"
+        " placed for the concurrent streams, each billing its active minutes plus"
+        f" {duty['scale_in_minutes']:g} min before ECS scales it in and {duty['boot_minutes']:g}"
+        " min to boot, up to the hour.\n"
+    )
+    w(
+        "| streams | active min/hour | distributed USD/hour | monolith USD/hour | instances |"
+        " cheaper |"
+    )
+    w("|---:|---:|---:|---:|---:|---|")
+    for r in duty["rows"]:
+        w(
+            f"| {r['streams']:,} | {qty(r['minutes_per_hour'])} |"
+            f" {usd(r['distributed_usd_per_hour'])} | {usd(r['monolith_usd_per_hour'])} |"
+            f" {r['monolith_instances']:,} | {r['winner']} |"
+        )
+    w(f"\n**{duty['sentence']}**\n")
+    arch = sw.get("cpu_architecture")
+    if arch:
+        w("### x86_64 vs arm64 (Graviton)\n")
+        w(
+            "The measured CPU time is assumed to carry over to arm64 (not measured on arm64 here);"
+            " Lambda at the arm64 price, the monolith on the Graviton type of the same size.\n"
+        )
+        w(
+            "| CPU architecture | distributed USD/stream-hour | monolith USD/stream-hour |"
+            " instance |"
+        )
+        w("|---|---:|---:|---|")
+        for r in arch["rows"]:
+            w(
+                f"| {r['cpu_architecture']} | {usd(r.get('distributed'))} |"
+                f" {usd(r.get('monolith'))} | {r.get('instance_type', '')} |"
+            )
+        w(f"\n**{arch['sentence']}**\n")
+    for key, title, column, unit in (
+        ("detectors", "Number of detectors", "detectors", ""),
+        ("segment_seconds", "Segment length", "segment_seconds", " s"),
+    ):
+        sweep = sw.get(key)
+        if not sweep:
+            continue
+        w(f"### {title} (modelled)\n")
+        w(f"{sweep['modelled']}\n")
+        w(f"| {title.lower()} | distributed USD/stream-hour | monolith USD/stream-hour | cheaper |")
+        w("|---:|---:|---:|---|")
+        for r in sweep["rows"]:
+            w(
+                f"| {qty(r[column])}{unit} | {usd(r['distributed'])} | {usd(r['monolith'])} |"
+                f" {r['winner']} |"
+            )
+        w(f"\n**{sweep['sentence']}**\n")
+    for key in ("variants", "profiles"):
+        if sw.get(key):
+            w(f"**{sw[key]['sentence']}**\n")
+
+
 def _host(url: str) -> str:
     return url.split("//", 1)[-1].rstrip("/")
 
@@ -333,6 +513,74 @@ def chart_cost_by_service(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("USD per stream-hour")
     ax.set_title("Cost per stream-hour by service")
     ax.legend(fontsize=8)
+    fig.savefig(path, format="png", dpi=110)
+
+
+def chart_sweeps(result: dict[str, Any], path: Path) -> None:
+    """Duty cycle (USD/hour against active minutes, one line per fleet and architecture),
+    x86 vs arm64 (bars), and the number of detectors and segment length (lines)."""
+    from matplotlib.figure import Figure
+
+    sw = result["sweeps"]
+    fig = Figure(figsize=(11, 9.2), layout="constrained")
+    (ax_duty, ax_arch), (ax_det, ax_seg) = fig.subplots(2, 2)
+    for ax, key, column, label in (
+        (ax_det, "detectors", "detectors", "detectors (modelled)"),
+        (ax_seg, "segment_seconds", "segment_seconds", "segment length, s (modelled)"),
+    ):
+        rows_k = (sw.get(key) or {}).get("rows") or []
+        for x in ("distributed", "monolith"):
+            ax.plot(
+                [r[column] for r in rows_k],
+                [r[x] for r in rows_k],
+                marker="o",
+                ms=3,
+                color=COLORS[x],
+                label=x,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("USD per stream-hour")
+        ax.set_title(label.split(" (")[0].capitalize())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_seg.set_xscale("log")
+    rows = sw["duty_cycle"]["rows"]
+    for fleet, style in zip(sorted({r["streams"] for r in rows}), ("-", "--", ":"), strict=False):
+        mine = [r for r in rows if r["streams"] == fleet]
+        xs = [r["minutes_per_hour"] for r in mine]
+        for x in ("distributed", "monolith"):
+            ax_duty.plot(
+                xs,
+                [r[f"{x}_usd_per_hour"] for r in mine],
+                style,
+                marker="o",
+                ms=3,
+                color=COLORS[x],
+                label=f"{x}, {fleet} stream{'s' if fleet > 1 else ''}",
+            )
+    ax_duty.set_yscale("log")
+    ax_duty.set_xlabel("active minutes per hour, per stream")
+    ax_duty.set_ylabel("USD per hour")
+    ax_duty.set_title("Duty cycle")
+    ax_duty.grid(True, which="both", alpha=0.3)
+    ax_duty.legend(fontsize=7)
+    arch_rows = (sw.get("cpu_architecture") or {}).get("rows") or []
+    for i, r in enumerate(arch_rows):
+        for j, x in enumerate(("distributed", "monolith")):
+            if r.get(x) is not None:
+                ax_arch.bar(
+                    i + (j - 0.5) * 0.38,
+                    r[x],
+                    width=0.38,
+                    color=COLORS[x],
+                    label=x if i == 0 else None,
+                )
+    ax_arch.set_xticks(range(len(arch_rows)), [r["cpu_architecture"] for r in arch_rows])
+    ax_arch.set_yscale("log")
+    ax_arch.set_ylabel("USD per stream-hour")
+    ax_arch.set_title("x86_64 vs arm64")
+    ax_arch.legend(fontsize=8)
     fig.savefig(path, format="png", dpi=110)
 
 

@@ -115,8 +115,60 @@ class AudioTrack:
 
 
 @dataclass
+class TransportChunk:
+    """The MPEG-TS bytes of one segment (:mod:`vqa.tsanalysis`): the packets timed in the
+    segment, as read (a packet may straddle two chunks where sync was lost), from byte
+    ``offset`` of the source. Byte offset -> stream time is linear between the anchors
+    (``anchor_offsets`` increasing, ``anchor_times`` in seconds), clamped outside them.
+    ``follows``: the bytes continue the previous chunk's (False after a live reconnection).
+    ``hls``: from an HLS media segment (PAT and PMT come once per segment there).
+    """
+
+    data: bytes
+    offset: int
+    anchor_offsets: list[int]
+    anchor_times: list[float]
+    follows: bool = True
+    hls: bool = False
+
+    def shifted(self, seconds: float) -> TransportChunk:
+        """The same bytes ``seconds`` later (live monitoring puts each piece on stream time)."""
+        return TransportChunk(
+            self.data,
+            self.offset,
+            self.anchor_offsets,
+            [t + seconds for t in self.anchor_times],
+            self.follows,
+            self.hls,
+        )
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "anchor_offsets": self.anchor_offsets,
+            "anchor_times": self.anchor_times,
+            "follows": self.follows,
+            "hls": self.hls,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], data: bytes) -> TransportChunk:
+        return cls(
+            data=data,
+            offset=int(meta["offset"]),
+            anchor_offsets=[int(o) for o in meta["anchor_offsets"]],
+            anchor_times=[float(t) for t in meta["anchor_times"]],
+            follows=bool(meta.get("follows", True)),
+            hls=bool(meta.get("hls", False)),
+        )
+
+
+@dataclass
 class Segment:
-    """``[start, end)`` seconds of a source; either track may be absent."""
+    """``[start, end)`` seconds of a source; either track may be absent.
+
+    ``transport``: for an MPEG-TS source, the packets of the segment (``None`` otherwise).
+    """
 
     index: int
     start: float
@@ -125,6 +177,7 @@ class Segment:
     audio: AudioTrack | None = None
     #: True for the last segment of the source.
     last: bool = False
+    transport: TransportChunk | None = None
 
     # ---- serialisation for the distributed architecture's intermediate bucket ----
 
@@ -154,15 +207,21 @@ class Segment:
                 "rate": self.audio.rate,
                 "channels": int(self.audio.samples.shape[0]),
             },
+            "transport": None if self.transport is None else self.transport.meta(),
         }
 
     def to_objects(self, granularity: str = "segment") -> dict[str, bytes]:
         """Serialise to named objects.
 
-        ``{"segment": ...}``, or ``{"meta", "frame-00000", ..., "audio"}`` per frame.
+        ``{"segment": ...}``, or ``{"meta", "frame-00000", ..., "audio"}`` per frame; an MPEG-TS
+        source's packets are one more object, ``"transport"``, at both granularities (the
+        transport detector reads only it and ``meta``/``segment``).
         """
         if granularity == "segment":
-            return {"segment": _pack(self.meta(), self._arrays())}
+            objects = {"segment": _pack(self.meta(), self._arrays())}
+            if self.transport is not None:
+                objects["transport"] = self._transport_object()
+            return objects
         if granularity != "frame":
             raise ValueError(f"granularity must be 'segment' or 'frame', not {granularity!r}")
         objects = {"meta": json.dumps(self.meta()).encode()}
@@ -171,21 +230,38 @@ class Segment:
                 objects[f"frame-{i:05d}"] = _pack({"i": i}, {"luma": np.ascontiguousarray(plane)})
         if self.audio is not None:
             objects["audio"] = _pack({}, {"pcm": self.audio.samples})
+        if self.transport is not None:
+            objects["transport"] = self._transport_object()
         return objects
+
+    def _transport_object(self) -> bytes:
+        """The packets with the segment's meta: enough on its own for the transport detector."""
+        assert self.transport is not None
+        meta = {**self.meta(), "video": None, "audio": None}
+        return _pack(meta, {"ts": np.frombuffer(self.transport.data, dtype=np.uint8)})
 
     @classmethod
     def from_objects(cls, objects: dict[str, bytes]) -> Segment:
         """Inverse of :meth:`to_objects` for either granularity."""
+        ts: bytes | None = None
+        if "transport" in objects:
+            tmeta, tarrays = _unpack(objects["transport"])
+            ts = tarrays["ts"].tobytes()
         if "segment" in objects:
             meta, arrays = _unpack(objects["segment"])
             planes = list(arrays["luma"]) if "luma" in arrays else []
             pcm = arrays.get("pcm")
+        elif "meta" not in objects and ts is not None:  # the transport object alone
+            meta, planes, pcm = tmeta, [], None
         else:
             meta = json.loads(objects["meta"])
             frames = sorted(k for k in objects if k.startswith("frame-"))
             planes = [_unpack(objects[k])[1]["luma"] for k in frames]
             pcm = _unpack(objects["audio"])[1]["pcm"] if "audio" in objects else None
-        return cls._from_meta(meta, planes, pcm)
+        segment = cls._from_meta(meta, planes, pcm)
+        if meta.get("transport") is not None and ts is not None:
+            segment.transport = TransportChunk.from_meta(meta["transport"], ts)
+        return segment
 
     def _arrays(self) -> dict[str, NDArray[Any]]:
         arrays: dict[str, NDArray[Any]] = {}

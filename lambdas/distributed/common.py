@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from vqa.events import DefectEvent, Phase
 
 #: The environment of the function being invoked in-process (local emulation), else None.
 FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
@@ -137,6 +140,25 @@ class Timer:
     @property
     def ms(self) -> float:
         return round((time.perf_counter() - self._t0) * 1000.0, 1)
+
+
+def event_from_json(obj: dict[str, Any]) -> DefectEvent:
+    """The :class:`~vqa.events.DefectEvent` whose ``to_json()`` a handler returned."""
+    detail = {k: v for k, v in obj.items() if k not in ("event", "kind", "start", "end")}
+    phase: Phase = "started" if obj["event"] == "defect.started" else "ended"
+    end = None if obj["end"] is None else float(obj["end"])
+    return DefectEvent(phase, str(obj["kind"]), float(obj["start"]), end, detail)
+
+
+def execution_over_time(event: Mapping[str, Any]) -> bool:
+    """True once the execution has run ``MAX_EXECUTION_SECONDS`` (set for Express: a live
+    stream's chunk must hand over before the 5-minute limit); ``execution_start`` is
+    ``$$.Execution.StartTime``."""
+    limit = float(env("MAX_EXECUTION_SECONDS", "0"))
+    if not limit or "execution_start" not in event:
+        return False
+    start = datetime.fromisoformat(str(event["execution_start"]).replace("Z", "+00:00"))
+    return (datetime.now(UTC) - start).total_seconds() >= limit
 
 
 def segment_prefix(stream: str, index: int) -> str:

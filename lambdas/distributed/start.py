@@ -1,17 +1,20 @@
 """Start step: probe the source once per stream and record the stream as running.
 
-Event: ``{"stream": id, "source": "s3://bucket/key"}``. Returns the ``info`` the state machine
-carries to every detector: which tracks exist and which detectors do not apply.
+Event: ``{"stream": id, "source": "s3://bucket/key" | "https://.../live.m3u8", "index": 0}``.
+Returns the loop state every later step carries: the event plus ``info`` (which tracks exist,
+which detectors do not apply) and ``cursor``: for a live HLS source where reading continues
+(:class:`vqa.hls_cursor.Cursor`, at the live edge), else ``{}`` (files are read by index).
 A source that is not media raises :class:`vqa.errors.BadSourceError`; the state machine records
 it in the stream status and fails the execution.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from lambdas.distributed.common import CLIENTS, Timer, env, log, transient_errors
-from vqa import detectors, media, results
+from lambdas.distributed.common import CLIENTS, Timer, TransientError, env, log, transient_errors
+from vqa import detectors, hls_cursor, media, results
 from vqa.detectors import NEEDS_REASON
 
 
@@ -21,7 +24,9 @@ def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str
     skipped = {f"{kind} stream": why for kind, why in info.skipped.items()}
     for name in names:
         det = detectors.create(name)
-        if not det.applies(has_video=info.has_video, has_audio=info.has_audio):
+        if not det.applies(
+            has_video=info.has_video, has_audio=info.has_audio, has_transport=info.transport
+        ):
             skipped[name] = NEEDS_REASON[det.needs]
     return skipped
 
@@ -30,14 +35,26 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     timer = Timer()
     stream, source = str(event["stream"]), str(event["source"])
     names = [n for n in env("DETECTORS").split(",") if n]
+    cursor: dict[str, Any] = {}
     with transient_errors():
-        info = media.probe(source, s3_client=CLIENTS.s3)
+        probed = source
+        if hls_cursor.is_live_hls(source):
+            try:
+                live = hls_cursor.open_cursor(source, now=time.time())
+            except hls_cursor.NotPublished as exc:
+                # A channel just starting: the state machine retries this step with backoff.
+                raise TransientError(str(exc)) from None
+            cursor = live.to_json()
+            # The tracks of a live stream: those of the segment at the edge, read next.
+            probed = hls_cursor.edge_segment_url(live, source)
+        info = media.probe(probed, s3_client=CLIENTS.s3)
     skipped = skipped_detectors(names, info)
     out = {
         "has_video": info.has_video,
         "has_audio": info.has_audio,
         "duration": info.duration,
         "skipped": skipped,
+        "live": bool(cursor),
     }
     with transient_errors():
         results.put_status(
@@ -50,4 +67,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             skipped=skipped,
         )
     log("start", stream=stream, source=source, ms=timer.ms, **out)
-    return out
+    return {
+        "stream": stream,
+        "source": source,
+        "index": int(event.get("index", 0)),
+        "info": out,
+        "cursor": cursor,
+        "polls": 0,
+        "last": False,
+        "rollover": False,
+    }

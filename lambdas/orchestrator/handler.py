@@ -36,7 +36,9 @@ SQS = boto3.client("sqs")
 S3 = boto3.client("s3")
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
-STATUS_KEY = "#status"  # vqa.results.STATUS_KEY: the Lambda does not ship the vqa package
+# The status item of vqa.results (STATUS_KEY, status_item): this Lambda ships boto3 only, so the
+# format is restated here and tests/test_monolith_local.py holds the two equal.
+STATUS_KEY = "#status"
 
 
 class BadRequest(ValueError):
@@ -66,7 +68,6 @@ def _validate(event: dict[str, Any]) -> tuple[str, str]:
 
 
 def _put_status(stream: str, source: str) -> None:
-    # Same item format as vqa.results.put_status: strings, JSON for structured values.
     DYNAMODB.put_item(
         TableName=TABLE,
         Item={

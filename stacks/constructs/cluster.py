@@ -15,6 +15,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.capacity import ECS_RESERVED_MEMORY_MIB
+from stacks.constructs.checkov import skip_checkov
 from stacks.constructs.network import Network
 
 
@@ -102,3 +104,15 @@ class ComputeCluster(Construct):
             target_capacity_percent=100,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        # The agent registers memory less ECS_RESERVED_MEMORY, which the capacity check counts.
+        self.auto_scaling_group.add_user_data(
+            f"echo ECS_RESERVED_MEMORY={ECS_RESERVED_MEMORY_MIB} >> /etc/ecs/ecs.config"
+        )
+        skip_checkov(
+            role.node.find_child("DefaultPolicy"),
+            "CKV_AWS_111",
+            "The ECS agent's instance policy CDK attaches for the capacity provider: "
+            "logs:CreateLogStream/PutLogEvents on '*' for the awslogs driver, which writes task "
+            "logs with the instance's credentials (the same grant as the AWS-managed "
+            "AmazonEC2ContainerServiceforEC2Role); the other writes are scoped to this cluster.",
+        )

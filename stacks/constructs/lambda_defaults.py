@@ -10,6 +10,18 @@ from constructs import Construct
 
 from stacks.constructs.packaging import LambdaPackaging
 
+#: The one Lambda runtime of the project: every function (the distributed handlers and the
+#: monolith's orchestrator) and the dependencies layer, whose cp312 wheels are those the worker
+#: image (python:3.12) installs from the same lock. Changing it is a lock change, not a default.
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+#: cdk-nag's AwsSolutions-L1 ("use the latest runtime"), acknowledged wherever a function is made.
+RUNTIME_ACKNOWLEDGMENT = cdk.Acknowledgment(
+    id="AwsSolutions::AwsSolutions-L1",
+    reason=f"Pinned to {RUNTIME.name} for parity: the dependencies layer holds the lock's cp312 "
+    "wheels of PyAV and numpy, the same files the monolith's python:3.12 worker image installs; "
+    "moving runtime is a lock change, made for every function and the image at once.",
+)
+
 
 class VqaFunctions(Construct):
     """A factory of Python 3.12 functions sharing one code asset and one dependencies layer.
@@ -19,7 +31,7 @@ class VqaFunctions(Construct):
     with it), and the shared layer.
     """
 
-    RUNTIME = lambda_.Runtime.PYTHON_3_12
+    RUNTIME = RUNTIME
 
     def __init__(
         self,
@@ -31,16 +43,14 @@ class VqaFunctions(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.packaging = LambdaPackaging(self, "Packaging", architecture=architecture)
+        self.packaging = LambdaPackaging(
+            self, "Packaging", architecture=architecture, runtime=self.RUNTIME
+        )
         self._removal = cdk.RemovalPolicy.DESTROY if destroy_on_delete else cdk.RemovalPolicy.RETAIN
         self._log_retention = log_retention
         self.functions: list[lambda_.Function] = []
         cdk.Validations.of(self).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-L1",
-                reason="Pinned to python3.12: the dependencies layer holds cp312 wheels of PyAV "
-                "and numpy; moving runtime is a requirements change, not a default.",
-            ),
+            RUNTIME_ACKNOWLEDGMENT,
             cdk.Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
@@ -57,6 +67,7 @@ class VqaFunctions(Construct):
         memory_size: int,
         timeout: cdk.Duration,
         environment: dict[str, str] | None = None,
+        reserved_concurrency: int | None = None,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -89,6 +100,7 @@ class VqaFunctions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
             role=role,
+            reserved_concurrent_executions=reserved_concurrency,
         )
         self.functions.append(fn)
         return fn

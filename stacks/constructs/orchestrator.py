@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.constructs.lambda_defaults import RUNTIME, RUNTIME_ACKNOWLEDGMENT
 from stacks.constructs.results import ResultsStore
 from stacks.constructs.shard_service import ShardService
 
@@ -44,7 +45,7 @@ class Orchestrator(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
+            runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64
             if architecture == "arm64"
             else lambda_.Architecture.X86_64,
@@ -65,6 +66,7 @@ class Orchestrator(Construct):
                 "VQA_SOURCE_BUCKET": source_bucket.bucket_name,
             },
         )
+        cdk.Validations.of(self.function).acknowledge(RUNTIME_ACKNOWLEDGMENT)
         results.table.grant_write_data(self.function)
         # It checks that an s3:// source in the source bucket exists before fanning it out.
         source_bucket.grant_read(self.function)

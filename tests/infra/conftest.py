@@ -35,3 +35,32 @@ def template_files(cloud_assembly) -> dict[str, Path]:  # type: ignore[no-untype
         s.stack_name: Path(cloud_assembly.directory) / s.template_file
         for s in cloud_assembly.stacks
     }
+
+
+#: The distributed variant the tests synthesize besides cdk.json's: Express, per-segment
+#: objects, arm64, sized for 7 concurrent streams (synthesized once per session).
+EXPRESS_VARIANT = {
+    "workflow_type": "EXPRESS",
+    "granularity": "segment",
+    "lambda_architecture": "arm64",
+    "max_streams": 7,
+}
+
+
+@pytest.fixture(scope="session")
+def express_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The distributed stack's template with :data:`EXPRESS_VARIANT` (bundling skipped: the
+    tests read the template only)."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from stacks import load_context
+    from stacks.config import VqaConfig
+    from stacks.distributed import DistributedStack
+
+    ctx = load_context()
+    ctx["vqa"] = {**ctx["vqa"], **EXPRESS_VARIANT}
+    ctx["aws:cdk:bundling-stacks"] = []
+    app = cdk.App(context=ctx, outdir=str(tmp_path_factory.mktemp("express")))
+    stack = DistributedStack(app, "VqaDistributed", config=VqaConfig.from_context(ctx["vqa"]))
+    return Template.from_stack(stack)

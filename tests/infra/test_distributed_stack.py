@@ -101,18 +101,18 @@ def test_state_machine_loops_convert_detect_aggregate_per_segment(
     assert states["Started?"]["Choices"][0] == {
         "Variable": "$.info",
         "IsPresent": True,
-        "Next": "Convert",
+        "Next": "Next segment?",
     }
     assert states["Started?"]["Default"] == "Start"
-    assert states["Start"]["Next"] == "Convert"
+    assert states["Start"]["Next"] == "Next segment?"
+    # A file's segment goes straight to the detectors; a live one only once it is published.
     assert states["Convert"]["Next"] == "Detect"
-    assert states["Convert"]["Parameters"]["index.$"] == "$.index"
-    assert _token(states["Convert"]["Resource"], tokens) == {
-        "Fn::GetAtt": [
-            _function_by_handler(resources, "lambdas.distributed.convert.handler"),
-            "Arn",
-        ]
-    }
+    assert states["Convert live"]["Next"] == "Segment ready?"
+    convert = _function_by_handler(resources, "lambdas.distributed.convert.handler")
+    for name in ("Convert", "Convert live"):
+        assert states[name]["Parameters"]["index.$"] == "$.index"
+        assert states[name]["Parameters"]["cursor.$"] == "$.cursor"
+        assert _token(states[name]["Resource"], tokens) == {"Fn::GetAtt": [convert, "Arn"]}
 
     detect = states["Detect"]
     assert detect["Type"] == "Parallel"
@@ -134,9 +134,57 @@ def test_state_machine_loops_convert_detect_aggregate_per_segment(
     assert choice["Choices"] == [
         {"Variable": "$.last", "BooleanEquals": True, "Next": "Done"},
         {"Variable": "$.rollover", "BooleanEquals": True, "Next": "Continue"},
+        {"Variable": "$.info.live", "BooleanEquals": True, "Next": "Convert live"},
     ]
     assert choice["Default"] == "Convert"
     assert states["Done"]["Type"] == "Succeed"
+
+
+def test_live_segments_not_yet_published_are_waited_for_by_a_wait_state(
+    template: Template, resources: dict[str, dict[str, Any]]
+) -> None:
+    asl, _ = _definition(template)
+    states = asl["States"]
+    ready = states["Segment ready?"]
+    assert ready["Choices"] == [
+        {"Variable": "$.waiting", "BooleanEquals": True, "Next": "Waited long enough?"}
+    ]
+    assert ready["Default"] == "Detect"
+    waited = states["Waited long enough?"]
+    assert waited["Choices"] == [
+        {"Variable": "$.rollover", "BooleanEquals": True, "Next": "Continue"}
+    ]
+    assert waited["Default"] == "Wait for segment"
+    # The wait is the state machine's (no Lambda busy-waits), as long as Convert says.
+    assert states["Wait for segment"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.wait",
+        "Next": "Convert live",
+        "Comment": states["Wait for segment"]["Comment"],
+    }
+    # Waits are counted: an execution hands over after this many (history limit).
+    env = resources[_function_by_handler(resources, "lambdas.distributed.convert.handler")][
+        "Properties"
+    ]["Environment"]["Variables"]
+    chunk = int(
+        resources[_function_by_handler(resources, "lambdas.distributed.aggregate.handler")][
+            "Properties"
+        ]["Environment"]["Variables"]["SEGMENTS_PER_EXECUTION"]
+    )
+    assert int(env["POLLS_PER_EXECUTION"]) == 2 * chunk
+
+
+def test_each_detector_gets_its_own_thresholds_from_context() -> None:
+    ctx = load_context()
+    ctx["vqa"] = {**ctx["vqa"], "thresholds": {"black": {"min_duration": 0.5}}}
+    stack = DistributedStack(cdk.App(context=ctx), STACK, config=VqaConfig.from_context(ctx["vqa"]))
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    black = resources[_function_by_env(resources, DETECTOR="black")]
+    freeze = resources[_function_by_env(resources, DETECTOR="freeze")]
+    variables = black["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["VQA_THRESHOLDS"]) == {"black": {"min_duration": 0.5}}
+    variables = freeze["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["VQA_THRESHOLDS"]) == {}
 
 
 def test_every_lambda_task_retries_transient_errors_with_backoff(template: Template) -> None:
@@ -147,11 +195,40 @@ def test_every_lambda_task_retries_transient_errors_with_backoff(template: Templ
     lambda_tasks = {k: t for k, t in tasks.items() if k != "Record failure"}
     assert len(lambda_tasks) >= 10
     for name, task in lambda_tasks.items():
-        (retry,) = task["Retry"]
+        throttled, retry = task["Retry"]  # the first retrier whose errors match is used
+        assert "Lambda.TooManyRequestsException" in throttled["ErrorEquals"], name
         assert "TransientError" in retry["ErrorEquals"], name
-        assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"], name
-        assert "States.ALL" not in retry["ErrorEquals"], name  # bad input is not retried
-        assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 2, name
+        for r in (throttled, retry):
+            assert "States.ALL" not in r["ErrorEquals"], name  # bad input is not retried
+            assert r["BackoffRate"] >= 2 and r["MaxAttempts"] >= 2, name
+            assert r["JitterStrategy"] == "FULL", name
+
+
+def test_throttling_is_retried_long_enough_to_outlast_a_burst(template: Template) -> None:
+    """A burst of streams must not fail executions after three quick retries: throttled tasks
+    wait minutes, with capped, jittered backoff."""
+    asl, _ = _definition(template)
+    tasks = {k: s for k, s in asl["States"].items() if s["Type"] == "Task"}
+    for branch in asl["States"]["Detect"]["Branches"]:
+        tasks.update(branch["States"])
+    tasks.pop("Record failure")
+    for name, task in tasks.items():
+        throttled = task["Retry"][0]
+        assert throttled["ErrorEquals"] == [
+            "Lambda.TooManyRequestsException",
+            "Lambda.ThrottlingException",
+        ], name
+        # Nominal waits: interval x rate^n, each capped at MaxDelaySeconds.
+        waits = [
+            min(
+                throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n,
+                throttled["MaxDelaySeconds"],
+            )
+            for n in range(throttled["MaxAttempts"])
+        ]
+        assert sum(waits) >= 300, (name, waits)  # five minutes of throttling outlasted
+        assert throttled["MaxDelaySeconds"] <= 60, name  # no retry sleeps for ages
+        assert throttled["JitterStrategy"] == "FULL", name
 
 
 def test_failures_are_caught_and_recorded_with_the_segment(
@@ -186,19 +263,18 @@ def test_long_streams_hand_over_to_a_fresh_execution(
     assert _token(cont["Resource"], tokens) == {"Fn::GetAtt": [handover, "Arn"]}
     assert cont["Parameters"]["index.$"] == "$.index"
     assert cont["Parameters"]["info.$"] == "$.info"
+    # The running state machine, from the context object: its name is generated.
+    assert cont["Parameters"]["state_machine.$"] == "$$.StateMachine.Id"
     assert cont["Next"] == "Handed over"
-    # It starts executions of this very state machine (its ARN built from the fixed name, so
-    # there is no circular reference), and may start nothing else.
-    (machine,) = _of_type(resources, "AWS::StepFunctions::StateMachine").values()
-    name = machine["Properties"]["StateMachineName"]
-    arn = resources[handover]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"]
-    assert arn["Fn::Join"][1][-1] == f":stateMachine:{name}"
+    # It may start executions of this very state machine, and nothing else.
+    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
     starts = [
         s
-        for s in _statements(resources, _role_of(resources, handover))
+        for s in _statements_by_role_arn(resources, _role_of(resources, handover))
         if "states:StartExecution" in _actions(s)
     ]
-    assert [s["Resource"] for s in starts] == [arn]
+    assert [s["Resource"] for s in starts] == [{"Ref": machine_id}]
+    assert all(s["Effect"] == "Allow" for s in starts)
     # The aggregate step decides when: after at most this many segments.
     chunk = int(
         resources[_function_by_handler(resources, "lambdas.distributed.aggregate.handler")][
@@ -216,9 +292,12 @@ def test_long_streams_hand_over_to_a_fresh_execution(
 def test_a_chunk_stays_under_the_history_limit(detectors: int) -> None:
     chunk = segments_per_execution(configured=10_000, workflow_type="STANDARD", detectors=detectors)
     # Events of one segment: 5 per task (Convert, detectors, Aggregate), 4 for the Parallel,
-    # 2 for the Choice; doubled to allow one retry of every task.
-    per_segment = 2 * (5 * (detectors + 2) + 4 + 2)
-    assert chunk * per_segment + 50 < HISTORY_EVENT_LIMIT
+    # 2 per Choice (Next segment?, and Segment ready? live); doubled to allow one retry of
+    # every task. A live execution also makes up to 2 waits per segment, each a Convert (5,
+    # doubled), two Choices and the Wait (2 each).
+    per_segment = 2 * (5 * (detectors + 2) + 4 + 2 + 2)
+    per_wait = 2 * 5 + 3 * 2
+    assert chunk * per_segment + 2 * chunk * per_wait + 50 < HISTORY_EVENT_LIMIT
     express = segments_per_execution(configured=10_000, workflow_type="EXPRESS", detectors=6)
     assert express <= EXPRESS_MAX_SEGMENTS
 
@@ -234,19 +313,8 @@ def test_standard_by_default_with_tracing_and_logs(template: Template) -> None:
     )
 
 
-def _synth_distributed(tmp_path: Path, **vqa: Any) -> tuple[cdk.App, Template]:
-    ctx = load_context()
-    ctx["vqa"] = {**ctx["vqa"], **vqa}
-    ctx["aws:cdk:bundling-stacks"] = []  # these tests read the template only
-    app = cdk.App(context=ctx, outdir=str(tmp_path))
-    stack = DistributedStack(app, STACK, config=VqaConfig.from_context(ctx["vqa"]))
-    return app, Template.from_stack(stack)
-
-
-def test_express_and_granularity_come_from_context(tmp_path: Path) -> None:
-    _, template = _synth_distributed(
-        tmp_path, workflow_type="EXPRESS", granularity="segment", lambda_architecture="arm64"
-    )
+def test_express_and_granularity_come_from_context(express_template: Template) -> None:
+    template = express_template
     template.has_resource_properties(
         "AWS::StepFunctions::StateMachine", {"StateMachineType": "EXPRESS"}
     )
@@ -270,6 +338,19 @@ def test_express_and_granularity_come_from_context(tmp_path: Path) -> None:
     template.has_resource_properties(
         "AWS::Lambda::LayerVersion", {"CompatibleArchitectures": ["arm64"]}
     )
+    # A live chunk's segments arrive in real time: convert and aggregate hand over after a
+    # wall-time budget that leaves room, inside Express's 300 s, for six throttled retries
+    # (2 + 4 + 8 + 16 + 32 + 60 s) and the segment under way (30 s).
+    for handler in ("convert", "aggregate"):
+        budget = Capture()
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": f"lambdas.distributed.{handler}.handler",
+                "Environment": {"Variables": Match.object_like({"MAX_EXECUTION_SECONDS": budget})},
+            },
+        )
+        assert int(budget.as_string()) == 300 - (2 + 4 + 8 + 16 + 32 + 60) - 30
 
 
 # ---------------------------------------------------------------- buckets
@@ -334,6 +415,21 @@ def _statements(resources: dict[str, dict[str, Any]], role_id: str) -> list[dict
     return out
 
 
+def _statements_by_role_arn(
+    resources: dict[str, dict[str, Any]], role_id: str
+) -> list[dict[str, Any]]:
+    """Statements of every policy attached to ``role_id``, also those that name the role by
+    the name taken from its ARN (a policy kept out of the role's default policy)."""
+    out = _statements(resources, role_id)
+    for policy in _of_type(resources, "AWS::IAM::Policy").values():
+        for role in policy["Properties"]["Roles"]:
+            if role != {"Ref": role_id} and json.dumps({"Fn::GetAtt": [role_id, "Arn"]}) in (
+                json.dumps(role)
+            ):
+                out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
 def _actions(statement: dict[str, Any]) -> list[str]:
     a = statement["Action"]
     return [a] if isinstance(a, str) else list(a)
@@ -391,7 +487,11 @@ def test_each_function_gets_only_what_it_needs(resources: dict[str, dict[str, An
     assert object_resources(convert, "s3:PutObject") == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [intermediate, "Arn"]}, "/segments/*"]]}
     ]
-    assert not any(a.startswith(("dynamodb:", "sns:")) for s in convert for a in _actions(s))
+    # It reads the stream status (a live stream's stop request), and writes nothing there.
+    table_actions = {a for s in convert for a in _actions(s) if a.startswith("dynamodb:")}
+    assert "dynamodb:GetItem" in table_actions
+    assert not table_actions & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert not any(a.startswith("sns:") for s in convert for a in _actions(s))
 
     aggregate = _statements(
         resources,
@@ -404,6 +504,9 @@ def test_each_function_gets_only_what_it_needs(resources: dict[str, dict[str, An
     assert {"Ref": topic} in object_resources(aggregate, "sns:Publish")
     assert {"Fn::GetAtt": [table, "Arn"]} in object_resources(aggregate, "dynamodb:PutItem")
     assert not any(a.startswith("s3:") for s in aggregate for a in _actions(s))
+    # Alerts for machines: events on the stack's own bus, and no other.
+    (bus,) = _of_type(resources, "AWS::Events::EventBus")
+    assert object_resources(aggregate, "events:PutEvents") == [{"Fn::GetAtt": [bus, "Arn"]}]
 
 
 def test_state_machine_may_invoke_exactly_its_functions(
@@ -426,7 +529,9 @@ def test_state_machine_may_invoke_exactly_its_functions(
         for k, r in _of_type(resources, "AWS::Lambda::Function").items()
         if r["Properties"]["Runtime"].startswith("python")
     }
-    assert invoked == python_functions
+    # Every function but the front door's, which starts executions instead.
+    front_door = _function_by_handler(resources, "lambdas.api.handler.handler")
+    assert invoked == python_functions - {front_door}
 
 
 # ---------------------------------------------------------------- functions, tags, outputs
@@ -440,7 +545,8 @@ def test_lambda_defaults_are_shared(
         for k, r in _of_type(resources, "AWS::Lambda::Function").items()
         if r["Properties"]["Runtime"].startswith("python")
     }
-    assert len(functions) == len(config.detectors) + 4  # start, convert, aggregate, handover
+    # start, convert, aggregate, handover, and the front door's api
+    assert len(functions) == len(config.detectors) + 5
     (layer,) = _of_type(resources, "AWS::Lambda::LayerVersion")
     for props in functions.values():
         assert props["Runtime"] == "python3.12"

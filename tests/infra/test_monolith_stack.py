@@ -156,7 +156,13 @@ def test_each_service_scales_on_its_queue_backlog(resources: dict[str, Any]) -> 
     ]
     assert len(steps) == 2 * len(SHARD_DETECTORS)  # scale-out and scale-in per shard
     alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
-    backlog_alarms = [a for a in alarms if "Metrics" in a["Properties"]]
+    # The scaling alarms are those on the waiting jobs (the worker-stall alarm reads only the
+    # in-flight ones and the workers' progress).
+    backlog_alarms = [
+        a
+        for a in alarms
+        if "ApproximateNumberOfMessagesVisible" in json.dumps(a["Properties"].get("Metrics"))
+    ]
     assert len(backlog_alarms) == 2 * len(SHARD_DETECTORS)
     for alarm in backlog_alarms:
         names = {
@@ -216,6 +222,9 @@ _ACCOUNT_WIDE = {
     "ecs:StartTelemetrySession",
     "logs:CreateLogStream",
     "logs:PutLogEvents",
+    # X-Ray has no resource-level permissions: the front door's function traces (VqaFunctions).
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
 }
 
 
@@ -371,6 +380,60 @@ def test_outputs_for_the_client(template: Template) -> None:
         "shard0DeadLetterQueueUrl",
     ):
         assert name in outputs, name
+
+
+def test_alerts_bus_with_put_events_for_the_task_roles_only(resources: dict[str, Any]) -> None:
+    """Alerts for machines: a custom EventBridge bus beside the topic; each shard's task role
+    may put events on it (and read back its alert records), nothing else may."""
+    (bus_id,) = _of_type(resources, "AWS::Events::EventBus")
+    assert TAG in resources[bus_id]["Properties"]["Tags"]
+    puts = [(lid, st) for lid, st in _statements(resources) if "events:PutEvents" in _actions(st)]
+    assert puts and all("TaskRole" in lid for lid, _ in puts)
+    assert {lid.split("TaskRole")[0] for lid, _ in puts} == {"Shardshard0Task", "Shardshard1Task"}
+    for _, st in puts:
+        assert st["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+    task_reads = {
+        a for lid, st in _statements(resources) if "TaskRole" in lid for a in _actions(st)
+    }
+    assert "dynamodb:GetItem" in task_reads  # vqa.alerts reads an alert record it found
+    for task in _of_type(resources, "AWS::ECS::TaskDefinition").values():
+        env = _env(task["Properties"]["ContainerDefinitions"][0])
+        assert env["VQA_BUS_NAME"] == {"Ref": bus_id}
+        # SQS's real ceiling (12 hours) unless a test overrides the task environment.
+        assert env["VQA_VISIBILITY_CEILING_SECONDS"] == str(12 * 3600)
+        assert json.loads(env["VQA_THRESHOLDS"]) == {}
+
+
+def test_outputs_name_the_alerts_bus(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    assert outputs["AlertsBusName"]["Value"]["Ref"] in template.find_resources(
+        "AWS::Events::EventBus"
+    )
+
+
+def test_cdk_json_thresholds_reach_only_their_shards_task_definition() -> None:
+    import aws_cdk as cdk
+
+    from stacks import load_context
+    from stacks.config import VqaConfig
+    from stacks.monolith import MonolithStack
+
+    ctx = load_context()
+    config = VqaConfig.from_context(
+        {**ctx["vqa"], "thresholds": {"silence": {"min_duration": "0.5"}}}
+    )
+    stack = MonolithStack(cdk.App(context=ctx), "VqaMonolithThresholds", config=config)
+    tasks = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition").values()
+    envs = {
+        _env(t["Properties"]["ContainerDefinitions"][0])["VQA_DETECTORS"]: _env(
+            t["Properties"]["ContainerDefinitions"][0]
+        )["VQA_THRESHOLDS"]
+        for t in tasks
+    }
+    assert envs == {
+        "black,freeze,corruption,av_sync": "{}",
+        "silence,clipping": '{"silence": {"min_duration": 0.5}}',
+    }
 
 
 # ---- variants, cfn-lint, cdk-nag -----------------------------------------------------------

@@ -255,6 +255,9 @@ class AvSyncDetector(Detector[AvSyncConfig]):
         out = self._pair(final=True)
         return out + self._close(self._end)
 
+    def open_start(self) -> float | None:
+        return self._run[0][0] if len(self._run) >= self.config.min_marks else None
+
     def measurements(self) -> dict[str, Any]:
         """What was measured, in or out of tolerance: marks paired and their median offset."""
         offsets = [o for _, o in self._marks]

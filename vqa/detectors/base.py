@@ -4,6 +4,12 @@ A detector sees one :class:`~vqa.segment.Segment` at a time, in order, carries s
 segments, returns the defects it has *finished* (an open defect is reported once it ends or at
 :meth:`Detector.flush`), and can save and restore its state as plain JSON-able data so that the
 distributed architecture can keep it in S3 between Lambda invocations.
+
+For live monitoring, :meth:`Detector.open_start` tells where a defect still under way began once
+it has lasted its minimum duration; :meth:`Detector.process_events` and
+:meth:`Detector.flush_events` turn that and the finished defects into ``started`` / ``ended``
+events (:mod:`vqa.events`). The events' bookkeeping is :attr:`Detector.events`, whose state is
+saved beside the detector's (``events.get_state()``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from numpy.typing import NDArray
 
 from vqa.defects import Defect
 from vqa.errors import ConfigError
+from vqa.events import DefectEvent, EventTracker
 from vqa.segment import Segment
 
 C = TypeVar("C")
@@ -28,10 +35,14 @@ class Detector(ABC, Generic[C]):
 
     #: Registry name, also the defect kind it reports.
     name: ClassVar[str]
-    #: ``"video"`` or ``"audio"``, or ``"both"`` (av_sync).
+    #: ``"video"`` or ``"audio"``, or ``"both"`` (av_sync), or ``"transport"`` (the MPEG-TS
+    #: packets themselves: :attr:`vqa.segment.Segment.transport`).
     needs: ClassVar[str]
     #: A frozen dataclass of thresholds with documented defaults.
     Config: ClassVar[type]
+    #: Run when no detectors are named (``vqa analyze`` without ``--detectors``). False for a
+    #: compliance check whose target is a policy choice (loudness): named to run.
+    default: ClassVar[bool] = True
 
     def __init__(self, config: C | None = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
@@ -39,6 +50,7 @@ class Detector(ABC, Generic[C]):
             self.config: C = replace(base, **overrides) if overrides else base  # type: ignore[type-var]
         except TypeError as exc:
             raise ConfigError(f"{self.name}: {exc}") from None
+        self.events = EventTracker(self.name)
         self.reset()
 
     @abstractmethod
@@ -61,7 +73,26 @@ class Detector(ABC, Generic[C]):
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned."""
 
-    def applies(self, *, has_video: bool, has_audio: bool) -> bool:
+    def open_start(self) -> float | None:
+        """Start of the defect under way if it already qualifies as one (lasted its minimum
+        duration), else None. The start is final: the defect, once finished, starts there.
+
+        The default (None) reports every defect only once it has ended.
+        """
+        return None
+
+    def process_events(self, segment: Segment) -> list[DefectEvent]:
+        """:meth:`process` as events: ``started`` while a defect is on air, ``ended`` when over."""
+        finished = self.process(segment)
+        return self.events.update(finished, self.open_start(), seen=segment.end)
+
+    def flush_events(self, *, seen: float) -> list[DefectEvent]:
+        """:meth:`flush` as events: every open defect ends (``seen``: the end of the media)."""
+        return self.events.update(self.flush(), None, seen=seen)
+
+    def applies(self, *, has_video: bool, has_audio: bool, has_transport: bool = False) -> bool:
+        if self.needs == "transport":
+            return has_transport
         if self.needs == "video":
             return has_video
         if self.needs == "audio":
@@ -96,6 +127,12 @@ class RunDetector(Detector[C]):
 
     def flush(self) -> list[Defect]:
         return self._close(self._end)
+
+    def open_start(self) -> float | None:
+        min_duration = self.config.min_duration  # type: ignore[attr-defined]
+        if self._start is not None and self._end - self._start >= min_duration - 1e-9:
+            return self._start
+        return None
 
     def get_state(self) -> dict[str, Any]:
         return {"start": self._start, "end": self._end}

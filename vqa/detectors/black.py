@@ -8,8 +8,10 @@ live content:
 - a dark but live scene also has 98% of its pixels below 38; black video is *flat*, so the black
   pixels' standard deviation must also be at most ``flat_std`` luma levels (encoded black and
   analogue black with noise stay well under 3; a night scene with any detail does not);
-- ``min_duration`` is 0.5 s (FFmpeg: 2.0 s): a half-second drop to black is already a visible defect
-  in broadcast monitoring.
+- ``min_duration`` is FFmpeg's 2.0 s, the hold a monitor uses: shorter black is a fade between
+  scenes or the opening of a programme (about 1 s in ordinary films); 0 alarms on the real-footage
+  set (``tests/test_realworld.py``, README). A short drop to black stays findable with
+  ``--set black.min_duration=0.5``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class BlackConfig:
     pixel_threshold: float = 0.10  # fraction of the 16..235 span (blackdetect pix_th)
     picture_ratio: float = 0.98  # blackdetect picture_black_ratio_th
     flat_std: float = 3.0  # luma levels
-    min_duration: float = 0.5  # seconds
+    min_duration: float = 2.0  # seconds (blackdetect black_min_duration)
 
 
 def black_frames(hist: NDArray[np.int64], cfg: BlackConfig) -> NDArray[np.bool_]:

@@ -85,6 +85,12 @@ class ClippingDetector(Detector[ClippingConfig]):
     def flush(self) -> list[Defect]:
         return self._close()
 
+    def open_start(self) -> float | None:
+        first = self._first
+        if first is None or self._count < self.config.min_samples:
+            return None
+        return first if self._last - first >= self.config.min_duration else None
+
     def get_state(self) -> dict[str, Any]:
         return {"first": self._first, "last": self._last, "count": self._count, "peak": self._peak}
 

@@ -5,11 +5,16 @@ packets and damaged MPEG-TS packets it flagged nothing in our trials, while the 
 detector therefore starts from the decoder's own signals, which media conversion records per frame:
 
 - ``corrupt``: the decoder concealed errors in the frame (``AV_FRAME_FLAG_CORRUPT``), or rejected
-  the
-  packet before it (the frame out next references damaged data), or a timestamp ran backwards;
+  the packet before it (the frame out next references damaged data), or a timestamp ran
+  backwards in a container that carries real presentation times (MPEG-TS/PS; media conversion
+  puts the decode-order times of AVI and of an MP4 without composition offsets back in display
+  order, and shows AVI null frames as the repeats they are);
 - timestamp gaps: a frame interval longer than ``gap_frames`` cadences (the median of the last 15
   intervals) *followed by the old cadence again* is a dropped packet; a new cadence that holds is a
-  variable-frame-rate change, not damage (hence a one-frame look-ahead).
+  variable-frame-rate change, not damage (hence a one-frame look-ahead). Loss leaves a hole of
+  whole frames in a *regular* cadence: where the recent intervals already spread by more than
+  ``cadence_jitter`` of a frame (old codecs' and captures' own timing), or the hole is no whole
+  number of frames, or no cadence is known yet, a long interval is not evidence.
 
 Damage spreads along prediction: a damaged or missing anchor picture (I/P) spoils every picture
 until the next keyframe that decodes clean, and the B-pictures shown just before it (they predict
@@ -17,11 +22,17 @@ from it), so an interval starts at the first picture after the previous anchor. 
 B-picture spoils only B-pictures up to the next clean anchor. A lost picture's type is unknown, so
 a gap is treated as a lost anchor (recall first). Intervals closer than ``merge_window`` are one.
 
-An image measure checks the decoder's word where it has none to give: ``blockiness`` is the ratio of
-luma steps across the 8-pixel coding-block grid to steps inside blocks (about 1 on clean pictures,
-well above on block garbage). A run of at least ``image_min_frames`` frames above
-``image_threshold``
-is reported even without a decoder signal (e.g. damage baked in upstream before encoding).
+An image measure checks the decoder's word where it has none to give (damage baked in upstream,
+before encoding): ``blockiness`` is the ratio of luma steps across the 8-pixel coding-block grid to
+steps inside blocks (about 1 on camera pictures, well above on block garbage). Graphics -- colour
+bars, test cards, slates, text, screen content -- also have edges on the grid and flat insides, so
+the ratio alone cannot tell them apart; what separates coding artefacts is that they *appear* in a
+shot that had none. A frame counts only when its ratio is at least ``image_threshold`` and
+``image_rise`` times the median of the shot's last clean frames (``image_history`` of them at
+least; a cut, a change of the 4x4-grid mean luma by ``cut_level``, starts a new shot without a
+baseline). A run of ``image_min_frames`` such frames is reported.
+
+Which evidence raised each reported interval is in :meth:`CorruptionDetector.measurements`.
 """
 
 from __future__ import annotations
@@ -43,10 +54,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CorruptionConfig:
     gap_frames: float = 1.5  # an interval this many cadences long is a gap (if cadence resumes)
+    cadence_jitter: float = 0.25  # fraction of a frame: the spread of a regular cadence
     merge_window: float = 0.5  # seconds: closer intervals are one defect
     image_threshold: float = 2.5  # blockiness ratio for image-only evidence
     image_min_frames: int = 3
     rows: int = 24  # rows sampled (evenly) for the blockiness measure
+    image_rise: float = 2.0  # image evidence: blockiness this many times the shot's baseline
+    image_history: int = 5  # frames of the same shot that make a baseline
+    cut_level: float = 20.0  # luma levels: a coarse-grid mean change this large starts a shot
 
 
 def blockiness(planes: list[NDArray[np.uint8]], rows: int) -> NDArray[np.float64]:
@@ -71,6 +86,15 @@ def blockiness(planes: list[NDArray[np.uint8]], rows: int) -> NDArray[np.float64
     return out
 
 
+def coarse_means(thumbs: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """``(n, 16)`` mean luma of a 4x4 grid of each thumbnail: enough to see a cut."""
+    n, h, w = thumbs.shape
+    if n == 0 or h < 4 or w < 4:
+        return np.zeros((n, 16))
+    t = thumbs[:, : h - h % 4, : w - w % 4].astype(np.float64)
+    return t.reshape(n, 4, (h - h % 4) // 4, 4, (w - w % 4) // 4).mean(axis=(2, 4)).reshape(n, 16)
+
+
 # A frame waiting for the next one: [time, key, corrupt, bframe, image_bad, interval before it]
 _Frame = list[Any]
 
@@ -90,10 +114,25 @@ class CorruptionDetector(Detector[CorruptionConfig]):
         self._evidence: dict[str, int] = {}
         self._image_run: list[float] = []
         self._nominal = 1.0 / 30.0
+        self._shot: list[float] = []  # blockiness of the current shot's recent clean frames
+        self._coarse: list[float] | None = None  # the previous frame's coarse grid means
+        self._alarms: list[dict[str, Any]] = []  # per emitted defect: which evidence raised it
 
     # ---- cadence
     def _cadence(self) -> float:
         return cadence(self._deltas, self._nominal)
+
+    def _loss_shaped(self, delta: float, cad: float) -> bool:
+        """A lost picture leaves a hole of whole frames in a regular cadence. Old codecs and
+        index-timed containers (Cinepak in AVI) space frames irregularly by design: where recent
+        intervals already spread over more than ``cadence_jitter`` of the cadence, or the hole is
+        no whole number of frames, a long interval is the encoder's timing, not loss; so is one
+        before three intervals have shown a cadence."""
+        jitter = self.config.cadence_jitter
+        if len(self._deltas) < 3 or max(self._deltas) - min(self._deltas) > jitter * cad:
+            return False
+        frames = delta / cad
+        return abs(frames - round(frames)) <= jitter
 
     # ---- intervals
     def _begin(self, start: float, until: str, out: list[Defect]) -> None:
@@ -130,10 +169,33 @@ class CorruptionDetector(Detector[CorruptionConfig]):
             self._frames,
             dict(sorted(self._evidence.items())),
         )
+        evidence = sorted(self._evidence)
         self._evidence, self._frames = {}, 0
         if end <= start:
             return []
+        self._alarms.append({"start": round(start, 6), "end": round(end, 6), "evidence": evidence})
         return [Defect(start=start, end=end, kind=self.name)]
+
+    def measurements(self) -> dict[str, Any]:
+        """Per alarm, the kinds of evidence that raised it (``decoder``, ``timestamp_gap``,
+        ``blockiness``). Kept out of the defect record: with frame threads *which* signal comes
+        first may vary between runs, the interval does not."""
+        return {"alarms": list(self._alarms)}
+
+    def _image_bad(self, ratio: float, coarse: NDArray[np.float64]) -> bool:
+        """Blockiness that appears suddenly within a shot. Graphics (bars, test cards, slates,
+        text) have edges on the 8-px grid from their first frame: their own baseline is high,
+        and a cut to them starts a shot with no baseline."""
+        cfg = self.config
+        prev = self._coarse
+        self._coarse = [float(x) for x in coarse]
+        if prev is None or float(np.abs(coarse - np.asarray(prev)).max()) > cfg.cut_level:
+            self._shot = []
+        base = float(np.median(self._shot)) if len(self._shot) >= cfg.image_history else None
+        bad = base is not None and ratio >= cfg.image_threshold and ratio >= cfg.image_rise * base
+        if not bad:
+            self._shot = [*self._shot[-14:], float(ratio)]
+        return bad
 
     def _note(self, what: str) -> None:
         self._evidence[what] = self._evidence.get(what, 0) + 1
@@ -149,6 +211,7 @@ class CorruptionDetector(Detector[CorruptionConfig]):
             delta is not None
             and delta > cfg.gap_frames * cad
             and (next_delta is None or next_delta <= cfg.gap_frames * cad)
+            and self._loss_shaped(delta, cad)
         )
         if delta is not None and not gap:
             self._deltas = [*self._deltas[-14:], delta]
@@ -192,7 +255,8 @@ class CorruptionDetector(Detector[CorruptionConfig]):
         if v is None or len(v) == 0:
             return []
         self._nominal = v.frame_duration
-        bad = blockiness(v.planes, self.config.rows) >= self.config.image_threshold
+        ratios = blockiness(v.planes, self.config.rows)
+        coarse = coarse_means(v.thumbs)
         bframes = v.bframe if len(v.bframe) == len(v) else np.zeros(len(v), dtype=np.bool_)
         out: list[Defect] = []
         for i in range(len(v)):
@@ -205,7 +269,7 @@ class CorruptionDetector(Detector[CorruptionConfig]):
                 bool(v.key[i]),
                 bool(v.corrupt[i]),
                 bool(bframes[i]),
-                bool(bad[i]),
+                self._image_bad(float(ratios[i]), coarse[i]),
                 delta,
             ]
         return out
@@ -220,6 +284,17 @@ class CorruptionDetector(Detector[CorruptionConfig]):
         self._close(end)
         return out + self._emit()
 
+    def open_start(self) -> float | None:
+        if self._pending is not None:
+            # Closed and held for merging: its start is final, only its end may still grow.
+            return self._pending[0] if self._pending[1] > self._pending[0] else None
+        if self._open is None:
+            return None
+        # The start can still move back to the first picture after the last anchor; once that
+        # is not earlier than the start (or an anchor was judged since), it is final.
+        after = self._after_anchor
+        return self._open[0] if after is None or after >= self._open[0] else None
+
     def get_state(self) -> dict[str, Any]:
         return {
             "held": self._held,
@@ -231,6 +306,9 @@ class CorruptionDetector(Detector[CorruptionConfig]):
             "evidence": self._evidence,
             "image_run": self._image_run,
             "nominal": self._nominal,
+            "shot": self._shot,
+            "coarse": self._coarse,
+            "alarms": self._alarms,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -243,3 +321,6 @@ class CorruptionDetector(Detector[CorruptionConfig]):
         self._evidence = dict(state["evidence"])
         self._image_run = list(state["image_run"])
         self._nominal = state["nominal"]
+        self._shot = list(state["shot"])
+        self._coarse = None if state["coarse"] is None else list(state["coarse"])
+        self._alarms = [dict(a) for a in state["alarms"]]

@@ -1,9 +1,14 @@
 """``vqa run --arch distributed``, locally: the synthesized stack, emulated in-process with moto.
 
-What runs is what would be deployed: the CDK app is synthesized, the template's buckets, table,
-topic and functions are created in moto, the state machine definition is taken from the template
-(tokens resolved to the local resources) and executed by moto's Step Functions interpreter, and
-every Lambda task runs the real handler in this process (:mod:`vqa.local.moto_lambda`).
+What runs is what would be deployed: the CDK app is synthesized, the template's resources (buckets,
+table, topic and its key, roles and their policies, functions) are created in moto by
+:mod:`vqa.local.provision`, the state machine definition is taken from the template (tokens
+resolved to the local resources) and executed by moto's Step Functions interpreter, and every
+Lambda task runs the real handler in this process (:mod:`vqa.local.moto_lambda`).
+
+IAM is enforced (:mod:`vqa.local.iam`): each handler's calls against its own function's role, the
+interpreter's (Lambda invocations, the failure record) against the state machine's role; a denied
+call fails the run naming role, action and resource. ``usage.config`` is read from the template.
 
 Metering (``usage``): S3/DynamoDB/SNS requests and bytes through a :class:`vqa.meter.Meter` on
 the clients the handlers use; Lambda invocations and GB-seconds from the dispatcher; state
@@ -14,24 +19,29 @@ the hand-over to a fresh execution).
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import logging
 import math
 import sys
+import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vqa.errors import BadSourceError, ConfigError, VqaError
-from vqa.local import aws
-from vqa.local.template import Resolver, definition, resources_of, state_machine, synth_template
+from vqa.local import aws, iam
+from vqa.local.provision import Deployment, Function, provision
+from vqa.local.template import (
+    DISTRIBUTED_STACK,
+    config_context,
+    definition,
+    state_machine,
+    synth_template,
+)
 from vqa.meter import Meter
 
 log = logging.getLogger("vqa.local.distributed")
@@ -41,70 +51,22 @@ STALL_SECONDS = 300.0
 _POLL_SECONDS = 0.25
 
 
-def _overrides(config: Any, granularity: str | None, workflow_type: str | None) -> dict[str, Any]:
-    if config is None:
-        ctx: dict[str, Any] = {}
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        ctx = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists
-    elif isinstance(config, Mapping):
-        ctx = dict(config)
-    else:
-        raise ConfigError(f"config must be a VqaConfig or a mapping, not {type(config).__name__}")
-    if granularity is not None:
-        ctx["granularity"] = granularity
-    if workflow_type is not None:
-        ctx["workflow_type"] = workflow_type.upper()
-    return ctx
-
-
-def _placeholder_zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("README", "Handlers run in-process (vqa.local.moto_lambda).\n")
-    return buf.getvalue()
-
-
-def _create_functions(template: Mapping[str, Any], resolver: Resolver, *, suffix: str) -> None:
-    lam = aws.client("lambda")
-    role = aws.create_role(f"vqa-functions-{suffix}", service="lambda.amazonaws.com")
-    code = _placeholder_zip()
-    for logical_id, resource in resources_of(template, "AWS::Lambda::Function").items():
-        props = resource["Properties"]
-        if not str(props.get("Runtime", "")).startswith("python"):
-            continue  # CDK's own providers (e.g. auto-delete objects) are not part of a run
-        variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
-        fn = lam.create_function(
-            FunctionName=f"{logical_id[:50]}-{suffix}",
-            Runtime=props["Runtime"],
-            Role=role,
-            Handler=props["Handler"],
-            Code={"ZipFile": code},
-            MemorySize=int(props.get("MemorySize", 128)),
-            Timeout=int(props.get("Timeout", 3)),
-            Environment={"Variables": {k: str(v) for k, v in variables.items()}},
-            Architectures=props.get("Architectures", ["x86_64"]),
-        )
-        resolver.refs[logical_id] = fn["FunctionName"]
-        resolver.attrs[logical_id] = {"Arn": fn["FunctionArn"]}
-
-
-def _create_state_machine(template: Mapping[str, Any], resolver: Resolver, *, suffix: str) -> str:
+def _create_state_machine(dep: Deployment, *, suffix: str) -> tuple[str, str]:
+    """The template's state machine in moto: its ARN and the logical id of its role."""
     sfn = aws.client("stepfunctions")
-    logical_id, props = state_machine(template)
-    asl = definition(template, resolver)
+    logical_id, props = state_machine(dep.template)
+    asl = definition(dep.template, dep.resolver)
+    name = props.get("StateMachineName")
     arn = sfn.create_state_machine(
-        name=resolver.resolve(props["StateMachineName"]),
+        # CloudFormation generates the name (<logical id>-<random>) when the template sets none.
+        name=dep.resolver.resolve(name) if name else f"{logical_id[:60]}-{suffix}",
         definition=json.dumps(asl),
-        roleArn=aws.create_role(f"vqa-states-{suffix}", service="states.amazonaws.com"),
+        roleArn=dep.resolver.resolve(props["RoleArn"]),
         type=props.get("StateMachineType", "STANDARD"),
     )["stateMachineArn"]
-    resolver.refs[logical_id] = arn
-    resolver.attrs[logical_id] = {"Arn": arn}
-    return str(arn)
-
-
-def _outputs(template: Mapping[str, Any], resolver: Resolver) -> dict[str, str]:
-    return {k: str(resolver.resolve(v["Value"])) for k, v in template.get("Outputs", {}).items()}
+    dep.resolver.define(logical_id, arn, Arn=arn, Name=str(arn).rsplit(":", 1)[-1])
+    role = props["RoleArn"]["Fn::GetAtt"]
+    return str(arn), str(role[0] if isinstance(role, list) else role.split(".", 1)[0])
 
 
 @contextmanager
@@ -124,6 +86,7 @@ def _handler_io(meter: Meter) -> Iterator[list[str]]:
         s3=aws.client("s3", meter=meter),
         dynamodb=aws.client("dynamodb", meter=meter),
         sns=aws.client("sns", meter=meter),
+        events=aws.client("events", meter=meter),
         stepfunctions=aws.client("stepfunctions", meter=meter),
     )
     common.LOG_SINK = sink
@@ -245,11 +208,15 @@ def run_local(
     workflow_type: str | None = None,
     progress: bool = False,
     config: Any = None,
+    template: dict[str, Any] | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``source`` through the emulated distributed stack; the JSON of ``vqa run --json``.
 
     ``config``: a :class:`stacks.config.VqaConfig` or a mapping of ``vqa`` context keys
-    overriding ``cdk.json``; ``granularity``/``workflow_type`` override it further.
+    overriding ``cdk.json``; ``granularity``/``workflow_type``/``thresholds`` (``--set``:
+    ``{detector: {field: value}}``) override it further. Thresholds reach the detector functions
+    the way a deployment's do: through the synthesized template.
     Raises :class:`BadSourceError` when the source is not media (the failure recorded by the
     state machine), :class:`VqaError` when a run failed otherwise.
     """
@@ -259,9 +226,15 @@ def run_local(
     from vqa import results
     from vqa.local import moto_lambda
 
-    overrides = _overrides(config, granularity, workflow_type)
-    template = synth_template(vqa_context=overrides)
-    settings = json.loads(json.dumps(_effective_config(overrides)))
+    overrides = config_context(config)
+    if granularity is not None:
+        overrides["granularity"] = granularity
+    if workflow_type is not None:
+        overrides["workflow_type"] = workflow_type.upper()
+    if thresholds:
+        overrides["thresholds"] = {d: dict(f) for d, f in thresholds.items()}
+    if template is None:  # a given template (tests) must come from the same configuration
+        template = synth_template(vqa_context=overrides)
     wall0 = time.perf_counter()
     meter = Meter()
     suffix = uuid.uuid4().hex[:8]
@@ -271,10 +244,15 @@ def run_local(
         _quiet_interpreter(),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),  # type: ignore[arg-type]
     ):
-        resolver = aws.create_data_stores(template, suffix=suffix)
-        _create_functions(template, resolver, suffix=suffix)
-        arn = _create_state_machine(template, resolver, suffix=suffix)
-        outputs = _outputs(template, resolver)
+        dep = provision(template, stack=DISTRIBUTED_STACK, client=aws.client, suffix=suffix)
+        arn, machine_role = _create_state_machine(dep, suffix=suffix)
+        settings = _deployed_config(dep)
+        outputs = dep.outputs()
+        ledger = iam.Ledger()
+        principals = {
+            fn.name: dep.principal(fn.role, ledger=ledger) for fn in dep.functions.values()
+        }
+        machine = dep.principal(machine_role, ledger=ledger)
         s3, ddb = aws.client("s3"), aws.client("dynamodb")
         uri = _upload(source, s3, outputs["SourceBucket"], stream)
 
@@ -288,7 +266,13 @@ def run_local(
                     bar.update(1)
 
         sfn = aws.client("stepfunctions")
-        with _handler_io(meter), moto_lambda.dispatch_in_process(meter=meter, on_invoke=on_invoke):
+        with (
+            _handler_io(meter),
+            moto_lambda.dispatch_in_process(
+                meter=meter, on_invoke=on_invoke, principals=principals
+            ),
+            iam.state_machine_acting_as(machine),
+        ):
             aws.client("stepfunctions", meter=meter).start_execution(
                 stateMachineArn=arn,
                 name=f"{stream}-0",
@@ -307,18 +291,19 @@ def run_local(
                     "sfn_express_duration_seconds",
                     _duration_seconds(ex["startDate"], ex.get("stopDate")),
                 )
-        status = results.get_status(dynamodb=ddb, table=outputs["ResultsTable"], stream=stream)
-        if status is None or status.get("state") != "done":
-            if status is not None and status.get("state") == "failed":
-                raise _failure(source, status)
+        iam.raise_if_denied(ledger.denials)
+        status = results.read_status(dynamodb=ddb, table=outputs["ResultsTable"], stream=stream)
+        if status is None or status.state != "done":
+            if status is not None and status.state == "failed":
+                raise _failure(source, status.raw)
             states = sorted({ex["status"] for ex in executions})
             raise VqaError(
                 f"{source}: distributed run ended ({', '.join(states)}) without a result"
             )
         defects = results.read_defects(dynamodb=ddb, table=outputs["ResultsTable"], stream=stream)
 
-    duration = round(float(status.get("duration") or 0.0), 6)
-    skipped = json.loads(status.get("skipped") or "{}")
+    duration = round(status.duration, 6)
+    skipped = status.skipped
     usage = {
         **meter.snapshot(),
         "architecture": "distributed",
@@ -334,35 +319,35 @@ def run_local(
         "usage": usage,
         "workflow": {
             "executions": len(executions),
-            "segments": int(status.get("segments") or 0),
+            "segments": status.segments,
             "history_events": [c["events"] for c in counts],
             "retries": sum(c["retries"] for c in counts),
         },
     }
 
 
-def _effective_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The architecture settings priced by the cost model (``usage.config``)."""
-    from stacks import load_context
-    from stacks.config import VqaConfig
-    from stacks.constructs.workflow import segments_per_execution
+def _deployed_config(dep: Deployment) -> dict[str, Any]:
+    """The settings priced by the cost model (``usage.config``), read from the template: the
+    functions' memory, architecture and environment, and the state machine's type."""
+    from stacks.distributed import HANDLERS
 
-    ctx = {**load_context().get("vqa", {}), **overrides}
-    cfg = VqaConfig.from_context(ctx)
+    def function(module: str) -> Function:
+        return dep.function_by_handler(f"{HANDLERS}.{module}.handler")
+
+    start, convert, aggregate = function("start"), function("convert"), function("aggregate")
+    detectors = [f for f in dep.functions.values() if f.handler == f"{HANDLERS}.detect.handler"]
+    _, machine = state_machine(dep.template)
+    props = dep.template["Resources"][convert.logical_id]["Properties"]
     return {
-        "workflow_type": cfg.workflow_type,
-        "granularity": cfg.granularity,
-        "lambda_architecture": cfg.lambda_architecture,
-        "convert_memory_mb": cfg.convert_memory_mb,
-        "detector_memory_mb": cfg.detector_memory_mb,
-        "aggregate_memory_mb": cfg.aggregate_memory_mb,
-        "segment_seconds": cfg.segment_seconds,
-        "detectors": list(cfg.detectors),
-        "segments_per_execution": segments_per_execution(
-            configured=cfg.segments_per_execution,
-            workflow_type=cfg.workflow_type,
-            detectors=len(cfg.detectors),
-        ),
+        "workflow_type": str(machine.get("StateMachineType", "STANDARD")),
+        "granularity": convert.environment["GRANULARITY"],
+        "lambda_architecture": str(props.get("Architectures", ["x86_64"])[0]),
+        "convert_memory_mb": convert.memory_mb,
+        "detector_memory_mb": max(f.memory_mb for f in detectors),
+        "aggregate_memory_mb": aggregate.memory_mb,
+        "segment_seconds": float(convert.environment["SEGMENT_SECONDS"]),
+        "detectors": [d for d in start.environment["DETECTORS"].split(",") if d],
+        "segments_per_execution": int(aggregate.environment["SEGMENTS_PER_EXECUTION"]),
     }
 
 
@@ -386,3 +371,159 @@ def _wait(sfn: Any, arn: str, progress: list[int]) -> list[dict[str, Any]]:
         elif time.monotonic() - last_change > STALL_SECONDS:
             raise VqaError(f"distributed run made no progress for {STALL_SECONDS:.0f} s")
         time.sleep(_POLL_SECONDS)
+
+
+def _alert_queues(dep: Deployment, outputs: Mapping[str, str]) -> tuple[str, str]:
+    """Queues that receive what the stack publishes, as a subscriber would: one subscribed to
+    the alerts topic (raw delivery: the body is the alert object), one the target of an
+    EventBridge rule on the alerts bus matching source ``vqa``. Their URLs."""
+    from vqa.alerts import EVENT_SOURCE
+
+    sqs, sns, events = aws.client("sqs"), aws.client("sns"), aws.client("events")
+    urls = []
+    for name in ("topic", "bus"):
+        url = sqs.create_queue(QueueName=f"vqa-watch-{name}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        urls.append(url)
+    arns = [
+        sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for u in urls
+    ]
+    sns.subscribe(
+        TopicArn=outputs["AlertsTopic"],
+        Protocol="sqs",
+        Endpoint=arns[0],
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    rule = f"vqa-watch-{uuid.uuid4().hex[:8]}"
+    events.put_rule(
+        Name=rule,
+        EventBusName=outputs["AlertsBus"],
+        EventPattern=json.dumps({"source": [EVENT_SOURCE]}),
+    )
+    events.put_targets(
+        Rule=rule, EventBusName=outputs["AlertsBus"], Targets=[{"Id": "watch", "Arn": arns[1]}]
+    )
+    return urls[0], urls[1]
+
+
+def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message waiting in the queue, parsed, in arrival order."""
+    out: list[dict[str, Any]] = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(json.loads(m["Body"]))
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
+            ],
+        )
+
+
+def watch(
+    source: str,
+    *,
+    detectors: Sequence[str] | str | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
+    stop: threading.Event | None = None,
+    config: Any = None,
+    template: dict[str, Any] | None = None,
+    bus_events: list[dict[str, Any]] | None = None,
+    executions: list[dict[str, Any]] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Follow ``source`` through the emulated distributed stack; yield each alert it publishes.
+
+    The alerts are read where a subscriber reads them: a queue subscribed to the stack's alerts
+    topic (the bodies yielded, in the order published) and a queue behind an EventBridge rule on
+    its bus (the events appended to ``bus_events`` if given). Runs until the stream ends or
+    ``stop`` is set; then the converter finds a stop request in the stream status at its next
+    segment, the detectors end their open defects at the last media seen, and the last alerts
+    are yielded before this returns. ``executions`` receives the Step Functions executions of
+    the stream (the ``list_executions`` entries plus their ``history``) at the end.
+    ``on_ready`` is called once the emulated stack is provisioned, just before the stream's
+    execution starts (a test starts airing its origin there).
+
+    Raises :class:`~vqa.errors.BadSourceError` for a source that cannot be followed, and
+    :class:`~vqa.local.iam.IamDenied` if a handler made a call its role does not allow.
+    """
+    aws.ensure_repo_on_path()
+    from moto import mock_aws
+
+    from vqa import results
+    from vqa.alerts import iso_utc
+    from vqa.detectors import parse_names
+    from vqa.local import moto_lambda
+    from vqa.overrides import validate_thresholds
+
+    overrides = config_context(config)
+    if detectors is not None:
+        overrides["detectors"] = parse_names(detectors)
+    if thresholds:
+        overrides["thresholds"] = validate_thresholds(thresholds)
+    if template is None:
+        template = synth_template(vqa_context=overrides)
+    stop = stop or threading.Event()
+    suffix = uuid.uuid4().hex[:8]
+    stream = f"w{uuid.uuid4().hex[:12]}"
+    meter = Meter()
+    with (
+        _quiet_interpreter(),
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),  # type: ignore[arg-type]
+    ):
+        dep = provision(template, stack=DISTRIBUTED_STACK, client=aws.client, suffix=suffix)
+        arn, machine_role = _create_state_machine(dep, suffix=suffix)
+        outputs = dep.outputs()
+        ledger = iam.Ledger()
+        principals = {
+            fn.name: dep.principal(fn.role, ledger=ledger) for fn in dep.functions.values()
+        }
+        machine = dep.principal(machine_role, ledger=ledger)
+        sqs, ddb, sfn = aws.client("sqs"), aws.client("dynamodb"), aws.client("stepfunctions")
+        topic_queue, bus_queue = _alert_queues(dep, outputs)
+        uri = _upload(source, aws.client("s3"), outputs["SourceBucket"], stream)
+        table = outputs["ResultsTable"]
+
+        def running() -> bool:
+            page = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")
+            return bool(page["executions"])
+
+        def pending() -> list[dict[str, Any]]:
+            if bus_events is not None:
+                bus_events.extend(m["detail"] for m in _drain(sqs, bus_queue))
+            return _drain(sqs, topic_queue)
+
+        with (
+            _handler_io(meter),
+            moto_lambda.dispatch_in_process(meter=meter, principals=principals),
+            iam.state_machine_acting_as(machine),
+        ):
+            if on_ready is not None:
+                on_ready()
+            sfn.start_execution(
+                stateMachineArn=arn,
+                name=f"{stream}-0",
+                input=json.dumps({"stream": stream, "source": uri, "index": 0}),
+            )
+            asked = False
+            while True:
+                if stop.is_set() and not asked:
+                    # The stream's converter reads this at its next segment and ends there.
+                    results.request_stop(dynamodb=ddb, table=table, stream=stream, at=iso_utc())
+                    asked = True
+                yield from pending()
+                if not running():
+                    break
+                time.sleep(_POLL_SECONDS)
+            yield from pending()
+        listed = sfn.list_executions(stateMachineArn=arn)["executions"]
+        if executions is not None:
+            for ex in sorted(listed, key=lambda ex: ex["startDate"]):
+                executions.append({**ex, "history": _history(sfn, ex["executionArn"])})
+        iam.raise_if_denied(ledger.denials)
+        status = results.read_status(dynamodb=ddb, table=table, stream=stream)
+        if status is not None and status.state == "failed":
+            raise _failure(source, status.raw)

@@ -28,11 +28,13 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from vqa.local import iam
+from vqa.local.iam import Principal
 from vqa.meter import Meter
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,13 @@ class Invocation:
     error: str | None
 
 
-class _Context:
-    """The parts of Lambda's context object handlers use."""
+class LambdaContext:
+    """The parts of Lambda's context object handlers use (both emulations)."""
 
-    def __init__(self, function_name: str, memory_mb: int, timeout_s: float) -> None:
+    def __init__(self, function_name: str, memory_mb: int, timeout_s: float, arn: str = "") -> None:
         self.function_name = function_name
         self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = arn
         self.aws_request_id = str(uuid.uuid4())
         self._deadline = time.monotonic() + timeout_s
 
@@ -112,9 +115,17 @@ def dispatch_in_process(
     *,
     meter: Meter | None = None,
     on_invoke: Callable[[Invocation], None] | None = None,
+    principals: Mapping[str, Principal] | None = None,
 ) -> Iterator[None]:
-    """Within the block, moto's Lambda invocations call the handlers in this process."""
+    """Within the block, moto's Lambda invocations call the handlers in this process.
+
+    ``principals`` (function name -> its execution role): each handler's AWS calls are checked
+    against its own role (:mod:`vqa.local.iam`).
+    """
     from lambdas.distributed.common import FUNCTION_ENVIRONMENT
+
+    if principals is not None:
+        iam.install()
 
     cls = _target()
     original = getattr(cls, PATCH_METHOD)
@@ -125,9 +136,12 @@ def dispatch_in_process(
         if isinstance(event, str | bytes):
             event = json.loads(event or "{}")
         environment = {k: str(v) for k, v in (self.environment_vars or {}).items()}
-        context = _Context(self.function_name, memory_mb, float(self.timeout or 3))
+        context = LambdaContext(
+            self.function_name, memory_mb, float(self.timeout or 3), str(self.function_arn)
+        )
         error: str | None = None
-        with lock:
+        principal = (principals or {}).get(self.function_name)
+        with lock, iam.acting_as(principal):
             token = FUNCTION_ENVIRONMENT.set(environment)
             t0 = time.perf_counter()
             try:
@@ -152,6 +166,9 @@ def dispatch_in_process(
             meter.add("lambda_invocations", 1)
             meter.add("lambda_seconds", billed)
             meter.add("lambda_gb_seconds", billed * memory_mb / 1024.0)
+            # Per handler and memory size: the cost model bills each at its CPU share.
+            meter.add(f"lambda_seconds@{self.handler}@{memory_mb}", billed)
+            meter.add(f"lambda_invocations@{self.handler}@{memory_mb}", 1)
         if on_invoke is not None:
             try:
                 on_invoke(

@@ -8,18 +8,23 @@ template and resolves the intrinsic functions in them (``Fn::Join``, ``Ref``, ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vqa.errors import ConfigError
 
 DISTRIBUTED_STACK = "VqaDistributed"
+MONOLITH_STACK = "VqaMonolith"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def synth_template(
@@ -31,10 +36,43 @@ def synth_template(
     return json.loads(_synth(stack_name, overrides))  # a fresh copy per caller
 
 
+def config_context(config: Any) -> dict[str, Any]:
+    """The ``vqa`` context keys of a :class:`stacks.config.VqaConfig`, a mapping, or ``None``
+    (no override: ``cdk.json`` as it is)."""
+    import dataclasses
+
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dict(json.loads(json.dumps(dataclasses.asdict(config))))  # tuples -> lists
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise ConfigError(f"config must be a VqaConfig or a mapping, not {type(config).__name__}")
+
+
+#: Synthesized templates on disk, keyed by everything synth reads (see :func:`_inputs_key`).
+SYNTH_CACHE = ROOT / ".cache" / "synth"
+
+
+def _inputs_key(overrides: str) -> str:
+    """A hash of the synth inputs: the stacks' code, app.py, cdk.json, the overrides and the
+    CDK library version (asset hashes of the handler code do not matter to the emulation)."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(overrides.encode())
+    digest.update(version("aws-cdk-lib").encode())
+    for path in sorted([ROOT / "cdk.json", ROOT / "app.py", *(ROOT / "stacks").rglob("*.py")]):
+        if path.is_file():
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 @functools.lru_cache(maxsize=8)
 def _synth(stack_name: str, overrides: str) -> str:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
+    cached = SYNTH_CACHE / f"{_inputs_key(overrides)}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.dumps(json.loads(cached.read_text())[stack_name])
     from stacks import build_app, load_context
 
     context = load_context()
@@ -42,7 +80,16 @@ def _synth(stack_name: str, overrides: str) -> str:
     context["aws:cdk:bundling-stacks"] = []
     with tempfile.TemporaryDirectory(prefix="vqa-synth-") as outdir:
         assembly = build_app(context, outdir=outdir).synth()
-        return json.dumps(assembly.get_stack_by_name(stack_name).template)
+        templates = {s.stack_name: s.template for s in assembly.stacks}
+    with contextlib.suppress(OSError):
+        # Written whole and renamed: concurrent sessions never read half a file.
+        SYNTH_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(templates))
+        tmp.replace(cached)
+    if stack_name not in templates:
+        raise ConfigError(f"the app has no stack {stack_name}")
+    return json.dumps(templates[stack_name])
 
 
 @dataclass
@@ -55,8 +102,23 @@ class Resolver:
     region: str
     account: str
     partition: str = "aws"
+    stack_name: str = DISTRIBUTED_STACK
     refs: dict[str, str] = field(default_factory=dict)
     attrs: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Resources the emulation does not create: any attribute resolves to a placeholder.
+    placeholders: set[str] = field(default_factory=set)
+
+    def define(self, logical_id: str, ref: str, **attrs: str) -> None:
+        """A created resource: its ``Ref`` value and attributes."""
+        self.placeholders.discard(logical_id)
+        self.refs[logical_id] = ref
+        self.attrs[logical_id] = {**self.attrs.get(logical_id, {}), **attrs}
+
+    def placeholder(self, logical_id: str, arn: str) -> None:
+        """A resource not (yet) created: references to it resolve to placeholder values."""
+        self.placeholders.add(logical_id)
+        self.refs[logical_id] = arn.rsplit("/", 1)[-1]
+        self.attrs[logical_id] = {"Arn": arn}
 
     def pseudo(self) -> dict[str, str]:
         return {
@@ -64,7 +126,7 @@ class Resolver:
             "AWS::AccountId": self.account,
             "AWS::Partition": self.partition,
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": DISTRIBUTED_STACK,
+            "AWS::StackName": self.stack_name,
         }
 
     def ref(self, name: str) -> str:
@@ -79,6 +141,8 @@ class Resolver:
         try:
             return self.attrs[name][attr]
         except KeyError:
+            if name in self.placeholders:
+                return f"{self.refs[name]}.{attr}"
             raise ConfigError(
                 f"template Fn::GetAtt {name}.{attr}, which the emulation did not create"
             ) from None
@@ -100,6 +164,12 @@ class Resolver:
                 return str(sep).join(str(self.resolve(p)) for p in parts)
             if key == "Fn::Sub":
                 return self._sub(arg)
+            if key == "Fn::Select":
+                index, items = arg
+                return self.resolve(self.resolve(items)[int(self.resolve(index))])
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self.resolve(text)).split(str(sep))
             if key.startswith("Fn::"):
                 raise ConfigError(f"the emulation does not resolve {key}")
         return {k: self.resolve(v) for k, v in value.items()}

@@ -1,0 +1,288 @@
+"""A live HLS stream read one media segment per call, its position kept as plain data.
+
+The distributed converter is a Lambda function: nothing survives between two of its invocations
+but what the state machine carries. :func:`advance` is :func:`vqa.live.follow`'s HLS loop cut at
+each media segment: it reloads the playlist, reads exactly the media segment with the cursor's
+media sequence number (never re-reading or seeking into earlier ones), decodes it through
+:func:`vqa.live.decode_chunk` onto the same stream timeline, and returns the new cursor with it.
+A segment not yet published is a :data:`WAITING` step: the caller waits (the state machine's
+Wait state) and asks again. No media for ``loss_after`` seconds (default three target durations,
+as :mod:`vqa.live`) is input loss: a :data:`FLUSH` step carrying the ``input_loss`` started event
+(the detectors' open defects end where media stopped); when media flows again its segment carries
+the ended event, and stream time follows the wall clock across the gap, as in process.
+
+Wall-clock times in the cursor are epoch seconds (``time.time()``): successive steps run in
+different processes, possibly on different hosts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Literal
+
+from vqa.defects import INPUT_LOSS, Defect
+from vqa.errors import BadSourceError
+from vqa.events import DefectEvent
+from vqa.live import (
+    CONNECT_TIMEOUT,
+    LOSS_TARGET_DURATIONS,
+    Playlist,
+    Timeline,
+    _get,
+    _load,
+    _why,
+    decode_chunk,
+)
+from vqa.segment import Segment
+
+#: A media segment was read: ``segments`` hold its media (possibly none for an empty segment).
+SEGMENT: Final = "segment"
+#: The next media segment is not published yet: ask again after :attr:`Cursor.wait_seconds`.
+WAITING: Final = "waiting"
+#: No media, but what the detectors saw so far ends here (input loss, a hole in the media).
+FLUSH: Final = "flush"
+#: The playlist ended (``EXT-X-ENDLIST``) and every segment before the tag was read.
+ENDED: Final = "ended"
+
+StepKind = Literal["segment", "waiting", "flush", "ended"]
+
+
+@dataclass
+class Cursor:
+    """Where a live HLS stream is being read: JSON-able, carried between invocations."""
+
+    playlist: str  # the media playlist (a master playlist's first variant)
+    target: float  # EXT-X-TARGETDURATION, seconds
+    seq: int  # media sequence number of the next segment to read
+    last_media: float  # epoch seconds when media last arrived
+    on_clock: float  # epoch seconds corresponding to the timeline's end
+    loss_after: float  # seconds without media that are input loss
+    timeline: dict[str, Any] = field(default_factory=dict)
+    lost: dict[str, float] | None = None  # {"start": stream s, "since": epoch s} during a loss
+    polled: float | None = None  # epoch seconds of the last call that found nothing new
+    listed: float | None = None  # epoch seconds when segment `seq` was first seen listed
+
+    @property
+    def wait_seconds(self) -> int:
+        """How long to wait for an unpublished segment: half a target duration, as a player
+        reloads a live playlist (RFC 8216 §6.3.4); whole seconds, as a Wait state takes them."""
+        return max(1, math.ceil(self.target / 2))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cursor:
+        return cls(**data)
+
+
+@dataclass
+class Step:
+    """What one call found: its kind, the segments of the media read, and input-loss events."""
+
+    kind: StepKind
+    cursor: Cursor
+    segments: list[Segment] = field(default_factory=list)
+    events: list[DefectEvent] = field(default_factory=list)
+    seen: float = 0.0  # stream time where the media read so far ends
+
+    @property
+    def sequence(self) -> int:
+        return self.cursor.seq
+
+
+def _published(cur: Cursor, now: float) -> float:
+    """When segment ``cur.seq`` was published (epoch s), as closely as the calls tell: when a
+    call first saw it listed, else between the last call that did not find it and ``now`` (a
+    Wait state waits whole seconds; the in-process follower polls every half target)."""
+    if cur.listed is not None:
+        return min(cur.listed, now)
+    if cur.polled is not None:
+        return (cur.polled + now) / 2
+    return now
+
+
+def _save_timeline(t: Timeline) -> dict[str, Any]:
+    return {
+        "end": t.end,
+        "index": t.index,
+        "track_end": dict(t._track_end),
+        "anchor": None if t._anchor is None else list(t._anchor),
+        "last": t._last,
+    }
+
+
+def _load_timeline(state: dict[str, Any]) -> Timeline:
+    t = Timeline()
+    if state:
+        t.end, t.index = float(state["end"]), int(state["index"])
+        t._track_end = {k: float(v) for k, v in state["track_end"].items()}
+        anchor = state["anchor"]
+        t._anchor = None if anchor is None else (float(anchor[0]), float(anchor[1]))
+        t._last = state["last"]
+    return t
+
+
+def is_live_hls(source: str) -> bool:
+    """True for an ``http(s)`` URL of a live HLS playlist (no end tag)."""
+    if not source.startswith(("http://", "https://")):
+        return False
+    from vqa.live import _sniff  # one sniffing rule for watch and the stacks
+
+    if _sniff(source) != "hls":
+        return False
+    try:
+        pl = _media_playlist(source)[1]
+    except (OSError, ValueError) as exc:
+        raise BadSourceError(source, _why(exc)) from None
+    return not pl.ended
+
+
+def _media_playlist(source: str) -> tuple[str, Playlist]:
+    pl = _load(source, 0.0, source)
+    if pl.variants:
+        return pl.variants[0], _load(pl.variants[0], 0.0, source)
+    return source, pl
+
+
+class NotPublished(Exception):
+    """The live playlist lists no segment yet: nothing to start from (ask again later)."""
+
+
+def open_cursor(source: str, *, now: float, loss_after: float | None = None) -> Cursor:
+    """A cursor at the live edge of ``source`` (its last listed segment), as ``vqa watch``.
+
+    Raises :class:`NotPublished` while the playlist lists no segment.
+    """
+    try:
+        url, pl = _media_playlist(source)
+    except (OSError, ValueError) as exc:
+        raise BadSourceError(source, _why(exc)) from None
+    if pl.target <= 0:
+        raise BadSourceError(source, "playlist has no segments and no target duration")
+    if not pl.entries:
+        raise NotPublished(f"{source}: no segment published yet")
+    edge = pl.entries[-1]
+    threshold = loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * pl.target
+    return Cursor(
+        playlist=url,
+        target=pl.target,
+        seq=edge.seq,
+        last_media=now,
+        on_clock=now,
+        loss_after=threshold,
+        listed=now,
+    )
+
+
+def edge_segment_url(cursor: Cursor, source: str) -> str:
+    """The URL of the segment the cursor reads next (what the stream's tracks are probed from)."""
+    pl = _load(cursor.playlist, cursor.target, source)
+    entry = next((e for e in pl.entries if e.seq == cursor.seq), pl.entries[-1])
+    return entry.uri
+
+
+def stop(cursor: Cursor, *, now: float) -> Step:
+    """Monitoring stops here: an input loss under way ends now (stream time on the wall clock)."""
+    timeline = _load_timeline(cursor.timeline)
+    events = []
+    seen = timeline.end
+    if cursor.lost is not None:
+        start = cursor.lost["start"]
+        end = start + now - cursor.lost["since"]
+        events.append(DefectEvent.ended(Defect(start=start, end=end, kind=INPUT_LOSS)))
+        seen = max(seen, end)
+    return Step(ENDED, cursor, events=events, seen=round(seen, 6))
+
+
+def advance(
+    cursor: Cursor,
+    source: str,
+    *,
+    now: float,
+    segment_seconds: float,
+    tracks: Collection[str] = ("video", "audio"),
+) -> Step:
+    """Read the media segment ``cursor.seq`` if the origin has published it (see module doc).
+
+    ``now`` is the current epoch time. The returned step's cursor is a new position; the given
+    one is not changed, so a retried call with the same cursor reads the same segment again.
+    """
+    cur = Cursor.from_json(cursor.to_json())
+    timeline = _load_timeline(cur.timeline)
+
+    def step(kind: StepKind, **kw: Any) -> Step:
+        cur.timeline = _save_timeline(timeline)
+        return Step(kind, cur, seen=round(timeline.end, 6), **kw)
+
+    def hole(seconds: float) -> Step:
+        """Media that will never arrive (a failed segment, a slide past the window)."""
+        if cur.lost is not None:  # during a loss the wall-clock gap counts it
+            return step(WAITING)
+        timeline.brk(seconds)
+        cur.on_clock += seconds
+        return step(FLUSH)
+
+    try:
+        pl: Playlist | None = _load(cur.playlist, cur.target, source)
+    except (OSError, ValueError, BadSourceError):
+        pl = None
+    if pl is not None and pl.entries:
+        if cur.seq < pl.entries[0].seq:
+            # What we had not read yet slid out of the window: resume at the live edge. The
+            # media sequence numbers say how many segments were skipped; those no longer
+            # listed count a target duration each.
+            listed = {e.seq: e.duration for e in pl.entries}
+            edge = pl.entries[-1].seq
+            missed = sum(listed.get(q, cur.target) for q in range(cur.seq, edge))
+            cur.seq, cur.listed = edge, now
+            return hole(missed)
+        entry = next((e for e in pl.entries if e.seq == cur.seq), None)
+        if entry is not None:
+            published = _published(cur, now)
+            cur.seq += 1
+            # A reader behind the live edge sees its next segment listed already: it was
+            # published no later than now (what the wall-clock times below are anchored to).
+            cur.listed = now if any(e.seq == cur.seq for e in pl.entries) else None
+            cur.polled = None
+            try:
+                data = _get(entry.uri, timeout=max(CONNECT_TIMEOUT, 2 * cur.target))
+            except (OSError, ValueError):
+                return hole(entry.duration)
+            events: list[DefectEvent] = []
+            if cur.lost is not None:
+                # The new segment aired before it was published: it sits its own duration
+                # before its publication on the stream clock.
+                timeline.brk(published - cur.on_clock - entry.duration)
+                start = cur.lost["start"]
+                loss = Defect(start=start, end=max(timeline.end, start), kind=INPUT_LOSS)
+                events.append(DefectEvent.ended(loss))
+                cur.lost = None
+            elif entry.discontinuity:
+                timeline.brk()
+            try:
+                segs = decode_chunk(
+                    data,
+                    source=source,
+                    timeline=timeline,
+                    segment_seconds=segment_seconds,
+                    expect=entry.duration,
+                    tracks=tracks,
+                )
+            except BadSourceError:
+                if events:  # media did arrive, undecodable: the loss is over all the same
+                    return step(FLUSH, events=events)
+                return hole(entry.duration)
+            # The stream timeline's end corresponds to this segment's publication.
+            cur.last_media = cur.on_clock = published
+            return step(SEGMENT, segments=segs, events=events)
+        if pl.ended:
+            return step(ENDED)
+    if cur.lost is None and now - cur.last_media > cur.loss_after:
+        cur.lost = {"start": timeline.end, "since": cur.last_media}
+        cur.polled = now
+        return step(FLUSH, events=[DefectEvent.started(INPUT_LOSS, timeline.end)])
+    cur.polled = now
+    return step(WAITING)

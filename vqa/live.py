@@ -1,0 +1,637 @@
+"""Live sources: follow a live HLS playlist or MPEG-TS over HTTP from the live edge, never seeking.
+
+FFmpeg's HLS demuxer reloads a live playlist by itself but never says that the origin died, so a
+monitor could not tell input loss from a quiet channel. This module fetches the playlist itself
+(urllib) and hands each media segment's bytes to PyAV, which also bounds latency: a segment is
+analysed as soon as it is published, not when the next one arrives.
+
+:func:`follow` yields, in order:
+
+- :class:`~vqa.segment.Segment` objects (cut by :mod:`vqa.media` from each HLS segment, or from the
+  continuous MPEG-TS), times in seconds of *stream time* from where monitoring began;
+- :class:`InputLost` once no media has arrived for ``loss_after`` seconds (default three target
+  durations): the playlist was not updated, segments answered errors, or the connection is gone;
+- :class:`InputBack` when media flows again. Monitoring resumes at the new live edge; the gap is
+  counted in wall-clock time, so stream time stays consistent with the programme across it;
+- :class:`Gap` for a shorter hole (a segment that failed, a reconnection): stream time skips it.
+
+HLS specifics: a master playlist is followed through its first variant; the first segment read is
+the last one listed (the live edge; a VOD playlist is read from its start); a segment that drops out
+of the window before it was read makes the follower jump to the live edge; ``EXT-X-DISCONTINUITY``,
+a 404 segment and an unannounced timestamp jump restart the timeline (a missing segment's duration
+is skipped, so later times stay right); MPEG-TS segments only (no fMP4, no encryption). The playlist
+is reloaded every half target duration: RFC 8216 §6.3.4 asks for that only after an unchanged
+reload, and a monitor trades a few more small GETs for alert latency.
+
+MPEG-TS over HTTP: a thread reads the connection into a bounded queue, which the decoder reads as
+a pipe; no byte for ``loss_after`` (default three times the segment length, at least 3 s) is input
+loss, and a closed connection is reopened every half second (a new timeline each time).
+
+Memory is bounded for a 24/7 channel: one media segment (or a bounded queue of TS bytes) at a time,
+the last media sequence number, and 33-bit MPEG-TS timestamps unwrapped against the previous
+segment only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import queue
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import av
+
+from vqa import urlguard
+from vqa.errors import BadSourceError
+from vqa.media import _segments, iter_segments  # one decoder path for files and live segments
+from vqa.segment import Segment
+from vqa.tsanalysis import TsTee
+
+log = logging.getLogger(__name__)
+
+#: Input loss after this many target durations without media (HLS); MPEG-TS uses segment lengths.
+LOSS_TARGET_DURATIONS = 3.0
+#: MPEG-TS timestamps are 33-bit, 90 kHz: they wrap every 26.5 hours.
+PTS_WRAP = 2**33 / 90_000
+#: HTTP timeout (s) of a connection attempt or a playlist fetch (segments: two target durations).
+CONNECT_TIMEOUT = 5.0
+#: Bytes read at a time from a continuous MPEG-TS, and chunks buffered ahead of the decoder.
+TS_CHUNK = 64 * 1024
+TS_QUEUE = 64
+
+
+@dataclass(frozen=True)
+class InputLost:
+    """No media for longer than the threshold; ``start`` is where media stopped (stream time).
+
+    ``since`` is the clock reading when the last media arrived (what the wall-clock gap counts
+    from).
+    """
+
+    start: float
+    since: float
+
+
+@dataclass(frozen=True)
+class InputBack:
+    """Media flows again: it was lost over ``[start, end)`` of stream time."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Media that never arrived over ``[start, end)`` of stream time (a segment that failed, a
+    reconnection), shorter than the loss threshold: unmonitored time, not a defect."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What :func:`follow` found: ``kind`` is ``"hls"``, ``"ts"`` or ``"file"``."""
+
+    kind: str
+    url: str
+    target_duration: float | None = None
+    first_sequence: int | None = None
+
+
+LiveItem = Segment | InputLost | InputBack | Gap
+
+
+# --------------------------------------------------------------------------- HTTP and playlists
+
+
+def _get(url: str, timeout: float, source: str | None = None) -> bytes:
+    # Through the SSRF guard where it is on (vqa.urlguard): every hop and address checked.
+    with urlguard.urlopen(url, timeout=timeout, source=source) as resp:
+        data: bytes = resp.read()
+        return data
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot connect ({exc.reason})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Entry:
+    seq: int
+    uri: str
+    duration: float
+    discontinuity: bool = False
+
+
+@dataclass
+class Playlist:
+    target: float
+    entries: list[Entry] = field(default_factory=list)
+    ended: bool = False
+    variants: list[str] = field(default_factory=list)
+
+
+def parse_playlist(text: str, base: str, source: str) -> Playlist:
+    """An HLS playlist (RFC 8216): the tags a monitor needs. Raises BadSourceError if unusable."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise BadSourceError(source, "not an HLS playlist (no #EXTM3U header)")
+    pl = Playlist(target=0.0)
+    seq = 0
+    duration: float | None = None
+    disc = False
+    variant = False
+    for ln in lines[1:]:
+        if ln.startswith("#EXT-X-TARGETDURATION:"):
+            pl.target = float(ln.split(":", 1)[1])
+        elif ln.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            seq = int(ln.split(":", 1)[1])
+        elif ln.startswith("#EXTINF:"):
+            duration = float(ln.split(":", 1)[1].split(",", 1)[0])
+        elif ln == "#EXT-X-DISCONTINUITY":
+            disc = True
+        elif ln == "#EXT-X-ENDLIST":
+            pl.ended = True
+        elif ln.startswith("#EXT-X-STREAM-INF"):
+            variant = True
+        elif ln.startswith("#EXT-X-MAP"):
+            raise BadSourceError(source, "fMP4 HLS segments are not supported (MPEG-TS only)")
+        elif ln.startswith("#EXT-X-KEY") and "METHOD=NONE" not in ln:
+            raise BadSourceError(source, "encrypted HLS is not supported")
+        elif not ln.startswith("#"):
+            uri = urljoin(base, ln)
+            # Every entry vetted before anything fetches it: a remote playlist must not point
+            # us at local files or (guard on) at the VPC's private side.
+            urlguard.check_entry(uri, playlist=base, source=source)
+            if variant:
+                pl.variants.append(uri)
+                variant = False
+            else:
+                pl.entries.append(Entry(seq, uri, duration or pl.target, disc))
+                seq += 1
+                duration, disc = None, False
+    if pl.target <= 0 and pl.entries:
+        pl.target = max(e.duration for e in pl.entries)
+    return pl
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+class Timeline:
+    """Maps each piece of media (an HLS segment, a TS connection) onto stream time.
+
+    Within a continuous run, times follow the media's timestamps (unwrapped); a break (a
+    discontinuity, a skipped segment, input loss) starts a new run where the previous media ended,
+    plus any gap, so stream time never runs backwards or jumps with the source's clock. A new run
+    continues the *video* exactly where it ended: a hole there would look like a dropped frame to
+    the corruption detector and an overlap like time running backwards. Audio and video rarely end
+    (or start) together, so the audio may then overlap or miss a few milliseconds at the join.
+    """
+
+    def __init__(self) -> None:
+        self.end = 0.0  # stream time where the media so far ends
+        self.index = 0  # next segment index
+        self._track_end: dict[str, float] = {}  # "video"/"audio" -> stream time of its end
+        self._anchor: tuple[float, float] | None = None  # (media time, stream time)
+        self._last: float | None = None  # last media time placed (wrap reference)
+
+    def brk(self, gap: float = 0.0) -> None:
+        """The next media does not continue the timestamps; ``gap`` seconds pass before it."""
+        gap = max(0.0, gap)
+        self.end += gap
+        self._track_end = {k: v + gap for k, v in self._track_end.items()}
+        self._anchor = None
+
+    def place(self, starts: dict[str, float], expect: float) -> float:
+        """Stream time of a container whose tracks start at ``starts`` (its own clock, keys
+        ``"video"``/``"audio"``; the earliest is where vqa.media's times start), ``expect``
+        seconds long."""
+        media_t0 = min(starts.values(), default=0.0)
+        lead = {k: t - media_t0 for k, t in starts.items()}  # each track after the earliest
+        if self._last is not None:
+            media_t0 += round((self._last - media_t0) / PTS_WRAP) * PTS_WRAP
+        self._last = media_t0
+        if self._anchor is not None:
+            off = self._anchor[1] + media_t0 - self._anchor[0]
+            if abs(off - self.end) <= max(2.0 * expect, 2.0):
+                return off
+            # The source's clock jumped without saying so: continue where the media ended.
+            log.info("timestamp jump of %.3f s: new timeline", off - self.end)
+        # Continue the video where it ended (else the audio): see the class docstring.
+        track = next((k for k in ("video", "audio") if k in lead and k in self._track_end), None)
+        off = self.end if track is None else self._track_end[track] - lead[track]
+        self._anchor = (media_t0, off)
+        return off
+
+    def shift(self, seg: Segment, off: float) -> Segment:
+        """Move a segment timed from its container's start onto stream time (in place), ``off``
+        being where :meth:`place` put that start."""
+        v, a = seg.video, seg.audio
+        if v is not None:
+            v.times = v.times + off
+            if len(v):
+                end = float(v.times[-1]) + v.frame_duration
+                self._track_end["video"] = max(self._track_end.get("video", end), end)
+        if a is not None:
+            a.start += off
+            if a.n:
+                self._track_end["audio"] = max(self._track_end.get("audio", a.end), a.end)
+        if seg.transport is not None:
+            seg.transport = seg.transport.shifted(off)
+        seg.start += off
+        seg.end += off
+        seg.index = self.index
+        seg.last = False
+        self.index += 1
+        self.end = max(self.end, *self._track_end.values())
+        return seg
+
+
+def _track_starts(container: Any) -> dict[str, float]:
+    """Start of the first video and audio stream (s, the container's clock), as vqa.media reads
+    them (the earliest is the source start)."""
+    out = {}
+    for kind, streams in (("video", container.streams.video), ("audio", container.streams.audio)):
+        s = next(iter(streams), None)
+        if s is not None and s.start_time is not None:
+            out[kind] = s.start_time * float(s.time_base)
+    return out
+
+
+def decode_chunk(
+    data: bytes,
+    *,
+    source: str,
+    timeline: Timeline,
+    segment_seconds: float,
+    expect: float,
+    tracks: Collection[str] = ("video", "audio"),
+) -> list[Segment]:
+    """Decode one self-contained MPEG-TS piece (an HLS segment) into segments on stream time."""
+    try:
+        # Through a tee, so the transport analysis gets these same bytes (read once).
+        tee = TsTee(io.BytesIO(data), hls=True)
+        container = av.open(tee, format="mpegts")
+    except av.error.FFmpegError as exc:
+        raise BadSourceError(source, f"segment is not MPEG-TS: {exc}") from None
+    info: dict[str, Any] = {}
+    with container:
+        off = timeline.place(_track_starts(container), expect)
+        segs = list(
+            _segments(
+                container,
+                source,
+                seg_len=segment_seconds,
+                start_index=0,
+                stop_index=None,
+                info=info,
+                tracks=tracks,
+                tee=tee,
+            )
+        )
+    out = [timeline.shift(s, off) for s in segs]
+    timeline.end = max(timeline.end, off + float(info.get("duration", 0.0)))
+    # (segments shifted above advanced the track ends; the duration also counts a trailing
+    # packet that decoded to nothing)
+    return out
+
+
+# --------------------------------------------------------------------------- followers
+
+
+def follow(
+    source: str,
+    *,
+    segment_seconds: float = 1.0,
+    loss_after: float | None = None,
+    tracks: Collection[str] = ("video", "audio"),
+    info: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
+    start_sequence: int | None = None,
+) -> Iterator[LiveItem]:
+    """Follow ``source`` until it ends (or ``stop`` is set): segments and input-loss markers.
+
+    A live HLS playlist or an MPEG-TS over HTTP is followed live; anything else (a file, a VOD
+    URL) is decoded as :func:`vqa.media.iter_segments` does. ``info`` receives a
+    :class:`StreamInfo` under ``"stream"`` once the source is recognised, and for HLS, as each
+    media segment is decoded, ``"next_sequence"`` (the one after it) and ``"sequence_end"`` (its
+    media's end, stream time). ``start_sequence`` (HLS): begin at that media sequence instead of
+    the live edge if the window still holds it or it is the next to be published (a monitor
+    handing a stream over to its continuation: no segment lost or read twice, nothing seeked).
+    """
+    info = {} if info is None else info
+    stop = stop or threading.Event()
+    parsed = urlparse(source)
+    if parsed.scheme not in ("http", "https"):
+        info["stream"] = StreamInfo("file", source)
+        yield from iter_segments(source, segment_seconds=segment_seconds, tracks=tracks)
+        return
+    kind = _sniff(source)
+    if kind == "hls":
+        yield from _follow_hls(
+            source, segment_seconds, loss_after, tracks, info, clock, stop, start_sequence
+        )
+    elif kind == "ts":
+        yield from _follow_ts(source, segment_seconds, loss_after, tracks, info, clock, stop)
+    else:
+        info["stream"] = StreamInfo("file", source)
+        yield from iter_segments(source, segment_seconds=segment_seconds, tracks=tracks)
+
+
+def _sniff(url: str) -> str:
+    path = urlparse(url).path.lower()
+    if path.endswith((".m3u8", ".m3u")):
+        return "hls"
+    if path.endswith(".ts"):
+        return "ts"
+    try:
+        with urlguard.urlopen(url, timeout=CONNECT_TIMEOUT) as resp:
+            head: bytes = resp.read(7)
+    except (OSError, ValueError) as exc:
+        raise BadSourceError(url, _why(exc)) from None
+    if head.startswith(b"#EXTM3U"):
+        return "hls"
+    if head[:1] == b"\x47":
+        return "ts"
+    return "file"
+
+
+def _skip(timeline: Timeline, seconds: float) -> Gap:
+    start = timeline.end
+    timeline.brk(seconds)
+    return Gap(start, timeline.end)
+
+
+def _load(url: str, target: float, source: str) -> Playlist:
+    text = _get(url, timeout=max(CONNECT_TIMEOUT, target), source=source).decode("utf-8", "replace")
+    return parse_playlist(text, url, source)
+
+
+def _follow_hls(
+    source: str,
+    seg_len: float,
+    loss_after: float | None,
+    tracks: Collection[str],
+    info: dict[str, Any],
+    clock: Callable[[], float],
+    stop: threading.Event,
+    start_sequence: int | None = None,
+) -> Iterator[LiveItem]:
+    url = source
+    try:
+        pl = _load(url, 0.0, source)
+        if pl.variants:
+            url = pl.variants[0]
+            pl = _load(url, 0.0, source)
+    except (OSError, ValueError) as exc:
+        raise BadSourceError(source, _why(exc)) from None
+    if pl.target <= 0:
+        raise BadSourceError(source, "playlist has no segments and no target duration")
+    target = pl.target
+    threshold = loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * target
+    timeline = Timeline()
+    next_seq: int | None = None
+    last_media = clock()  # when media last arrived (input loss counts from here)
+    on_clock = last_media  # the wall time that corresponds to timeline.end
+    lost: InputLost | None = None
+    fresh: Playlist | None = pl
+    while not stop.is_set():
+        loaded = clock()
+        if fresh is not None and fresh.entries:
+            if next_seq is None:
+                first = fresh.entries[0] if fresh.ended else fresh.entries[-1]
+                next_seq = first.seq
+                held = fresh.entries[0].seq <= (start_sequence or -1) <= fresh.entries[-1].seq + 1
+                if start_sequence is not None and held:
+                    next_seq = start_sequence
+                info["stream"] = StreamInfo("hls", url, target, next_seq)
+            todo = [e for e in fresh.entries if e.seq >= next_seq]
+            if next_seq < fresh.entries[0].seq:
+                # What we had not read yet slid out of the window: resume at the live edge.
+                missed = sum(e.duration for e in fresh.entries[:-1])
+                log.warning("%s: fell behind the live window, jumping to the live edge", source)
+                todo = fresh.entries[-1:]
+                if lost is None:
+                    yield _skip(timeline, missed)
+                    on_clock += missed
+            for e in todo:
+                if stop.is_set():
+                    return
+                next_seq = e.seq + 1
+                try:
+                    data = _get(e.uri, timeout=max(CONNECT_TIMEOUT, 2 * target), source=source)
+                except (OSError, ValueError) as exc:
+                    log.warning("%s: segment %d: %s", source, e.seq, _why(exc))
+                    if lost is None:  # (during a loss the wall-clock gap counts it)
+                        yield _skip(timeline, e.duration)  # keep later times right
+                        on_clock += e.duration
+                    continue
+                if lost is not None:
+                    # Wall-clock gap, less the new segment's own duration (it aired before it
+                    # was published): where its media sits on the stream clock.
+                    gap = clock() - on_clock - e.duration
+                    timeline.brk(gap)
+                    yield InputBack(lost.start, max(timeline.end, lost.start))
+                    lost = None
+                elif e.discontinuity:
+                    timeline.brk()
+                try:
+                    segs = decode_chunk(
+                        data,
+                        source=source,
+                        timeline=timeline,
+                        segment_seconds=seg_len,
+                        expect=e.duration,
+                        tracks=tracks,
+                    )
+                except BadSourceError as exc:
+                    log.warning("%s: segment %d: %s", source, e.seq, exc.reason)
+                    if lost is None:
+                        yield _skip(timeline, e.duration)
+                        on_clock += e.duration
+                    continue
+                last_media = on_clock = clock()
+                info["next_sequence"], info["sequence_end"] = next_seq, timeline.end
+                yield from segs
+        if (
+            fresh is not None
+            and fresh.ended
+            and (not fresh.entries or next_seq is None or next_seq > fresh.entries[-1].seq)
+        ):
+            return  # the end tag, and everything before it read
+        if lost is None and clock() - last_media > threshold:
+            lost = InputLost(timeline.end, last_media)
+            yield lost
+        stop.wait(max(0.0, loaded + target / 2 - clock()))
+        if stop.is_set():
+            return
+        try:
+            fresh = _load(url, target, source)
+        except (OSError, ValueError, BadSourceError) as exc:
+            log.info("%s: playlist reload failed: %s", source, _why(exc))
+            fresh = None
+
+
+# --------------------------------------------------------------------------- MPEG-TS over HTTP
+
+
+class _Pipe(io.RawIOBase):
+    """The decoder's view of a TS connection: blocks for bytes, EOF when the feed breaks or stalls.
+
+    ``stalled`` is set when no byte came for ``idle`` seconds, ``broken`` when the connection ended.
+    """
+
+    def __init__(self, q: queue.Queue[bytes | None], idle: float, first: bytes) -> None:
+        super().__init__()
+        self._q, self._idle = q, idle
+        self._buf = first
+        self.stalled = self.broken = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if not self._buf:
+            if self.stalled or self.broken:
+                return 0
+            try:
+                item = self._q.get(timeout=self._idle)
+            except queue.Empty:
+                self.stalled = True
+                return 0
+            if item is None:
+                self.broken = True
+                return 0
+            self._buf = item
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _reader(url: str, q: queue.Queue[bytes | None], stop: threading.Event, idle: float) -> None:
+    """Thread: read the TS connection into ``q``; None marks a broken connection, then reconnect."""
+    while not stop.is_set():
+        try:
+            with urlguard.urlopen(url, timeout=min(CONNECT_TIMEOUT, idle)) as resp:
+                while not stop.is_set():
+                    try:
+                        chunk = resp.read1(TS_CHUNK)
+                    except TimeoutError:
+                        continue  # quiet, not broken: the decoder's idle timer decides
+                    if not chunk:
+                        break
+                    _put(q, chunk, stop)
+        except (OSError, ValueError, BadSourceError) as exc:  # a refused hop: never fetched
+            log.info("%s: %s", url, _why(exc))
+        _put(q, None, stop)
+        stop.wait(0.5)
+
+
+def _put(q: queue.Queue[bytes | None], item: bytes | None, stop: threading.Event) -> None:
+    """Put, waiting while the decoder is behind (a full queue), unless asked to stop."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
+
+
+def _follow_ts(
+    source: str,
+    seg_len: float,
+    loss_after: float | None,
+    tracks: Collection[str],
+    info: dict[str, Any],
+    clock: Callable[[], float],
+    stop: threading.Event,
+) -> Iterator[LiveItem]:
+    threshold = loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * max(seg_len, 1.0)
+    try:
+        urlguard.urlopen(source, timeout=CONNECT_TIMEOUT).close()
+    except (OSError, ValueError) as exc:
+        raise BadSourceError(source, _why(exc)) from None
+    info["stream"] = StreamInfo("ts", source)
+    q: queue.Queue[bytes | None] = queue.Queue(maxsize=TS_QUEUE)
+    halt = threading.Event()  # ends the reader thread with this generator
+    reader = threading.Thread(target=_reader, args=(source, q, halt, threshold), daemon=True)
+    reader.start()
+    timeline = Timeline()
+    lost: InputLost | None = None
+    last_media = clock()
+    broken_at: float | None = None  # when the last connection broke
+    try:
+        while not stop.is_set():
+            try:
+                first = q.get(timeout=min(threshold, 0.5))
+            except queue.Empty:
+                first = None
+            if not first:
+                if lost is None and clock() - last_media > threshold:
+                    lost = InputLost(timeline.end, last_media)
+                    yield lost
+                continue
+            if lost is not None:
+                timeline.brk(clock() - last_media)
+                yield InputBack(lost.start, timeline.end)
+                lost = None
+            elif broken_at is not None:
+                yield _skip(timeline, clock() - broken_at)  # the programme went on meanwhile
+            broken_at = None
+            pipe = _Pipe(q, threshold, first)
+            # A new connection's bytes do not continue the last one's (see TsTee).
+            tee = TsTee(pipe, follows=timeline.index == 0)
+            try:
+                container = av.open(
+                    tee,
+                    format="mpegts",
+                    options={"analyzeduration": "1000000", "probesize": "1000000"},
+                )
+            except av.error.FFmpegError as exc:
+                log.warning("%s: %s", source, exc)
+                continue
+            with container:
+                off = timeline.place(_track_starts(container), math.inf)
+                seg_info: dict[str, Any] = {}
+                try:
+                    for seg in _segments(
+                        container,
+                        source,
+                        seg_len=seg_len,
+                        start_index=0,
+                        stop_index=None,
+                        info=seg_info,
+                        tracks=tracks,
+                        tee=tee,
+                    ):
+                        yield timeline.shift(seg, off)
+                        if stop.is_set():
+                            return
+                except BadSourceError as exc:
+                    log.warning("%s: %s", source, exc.reason)
+                timeline.end = max(timeline.end, off + float(seg_info.get("duration", 0.0)))
+            timeline.brk()
+            # Bytes stopped coming `threshold` ago (a stall), or just now (a broken connection:
+            # the reader reconnects, and a loss is declared if that takes longer than threshold).
+            last_media = clock() - threshold if pipe.stalled else clock()
+            broken_at = None if pipe.stalled else last_media
+            if pipe.stalled:
+                lost = InputLost(timeline.end, last_media)
+                yield lost
+    finally:
+        halt.set()

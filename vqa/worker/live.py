@@ -1,0 +1,469 @@
+"""A live job: follow a live source from its live edge and alert while a defect is still on air.
+
+The worker runs the same loop as ``vqa watch`` (:func:`vqa.watch.watch`: :mod:`vqa.live`'s
+follower, the detectors' open-defect events, ``input_loss``) and publishes each event as it
+happens through :mod:`vqa.alerts` (idempotent: at most one alert per event). A live source is
+never seeked: a job that resumes, on another task or after a hand-over, starts at the live edge.
+
+Stream time stays one timeline for the whole job: each run's events are shifted by the run's
+``offset``, the stream time at which it began (the previous run's last media seen plus the
+wall-clock time nobody watched). That interval is recorded in the stream status as
+*unmonitored* (``unmonitored_<shard>``, :class:`vqa.results.StreamStatus`), like the short holes
+the follower reports itself (``stream.gap``), never silently skipped.
+
+What a replacement needs is in the job's checkpoint (``state["live"]``): the offset, the last
+media seen (stream and wall time), the defects announced and not yet ended (``open``), the
+events being published (``outbox``) and the unmonitored intervals. It is saved before each event
+is published and every ``checkpoint_every`` segments. A resumed run first publishes the outbox
+(alerts already sent are skipped), then ends each open defect where its worker last saw media
+(``"interrupted": true``: nobody saw it end), so every ``started`` alert gets its ``ended``.
+
+Stops: on SIGTERM the follower ends open defects at the last media seen (as ``vqa watch`` does on
+Ctrl-C), the run checkpoints and the job is handed back; the next run resumes at the live edge
+and records the interval in between as unmonitored. Before SQS's 12-hour visibility ceiling the
+run stops at a media-segment boundary instead, keeps the defects still on air open in its
+checkpoint with the next HLS media sequence, and the loop sends a continuation message
+(:func:`hand_over`); the continuation follows the playlist from that sequence (not a seek: the
+window still holds it) on the same timeline, so nothing is lost or read twice, and a carried
+defect that its new detectors find again from the boundary stays one defect (one ``started``,
+its ``ended`` under the original id and start).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vqa import alerts
+from vqa.defects import Defect
+from vqa.events import DefectEvent
+from vqa.worker.checkpoints import Checkpoint, CheckpointStore
+from vqa.worker.clients import Clients
+from vqa.worker.jobs import Job, JobResult, StopRequested, defects_of
+from vqa.worker.settings import WorkerSettings
+from vqa.worker.status import update_shard_status
+
+log = logging.getLogger("vqa.worker")
+
+ARCHITECTURE = "monolith"
+#: Publish attempts for one event before the job fails (and is retried from its checkpoint).
+PUBLISH_ATTEMPTS = 4
+
+
+class HandOver(Exception):
+    """The job stopped before the visibility ceiling: the loop re-sends it as a continuation."""
+
+
+@dataclass
+class LiveState:
+    """A live job's checkpoint (``Checkpoint.state["live"]``); times in stream seconds."""
+
+    offset: float = 0.0
+    seen: float = 0.0
+    #: Epoch seconds when ``seen`` was the live edge: a replacement measures the gap from it.
+    wall: float = 0.0
+    open: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    unmonitored: list[list[float]] = field(default_factory=list)
+    segments: int = 0
+    #: HLS: the media sequence after the last one analysed in full.
+    next_sequence: int | None = None
+    #: The run stopped for a hand-over at a media-segment boundary, its open defects carried.
+    handed_over: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "next_sequence": self.next_sequence,
+            "handed_over": self.handed_over,
+            "offset": self.offset,
+            "seen": self.seen,
+            "wall": self.wall,
+            "open": self.open,
+            "outbox": self.outbox,
+            "unmonitored": self.unmonitored,
+            "segments": self.segments,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> LiveState:
+        return cls(**{k: doc[k] for k in cls().to_json() if k in doc})
+
+
+def event_to_json(e: DefectEvent) -> dict[str, Any]:
+    return {"phase": e.phase, "kind": e.kind, "start": e.start, "end": e.end, "detail": e.detail}
+
+
+def event_from_json(doc: dict[str, Any]) -> DefectEvent:
+    return DefectEvent(doc["phase"], doc["kind"], doc["start"], doc["end"], dict(doc["detail"]))
+
+
+def shifted(obj: dict[str, Any], offset: float) -> DefectEvent:
+    """A ``defect.*`` object of :func:`vqa.watch.watch` as a :class:`DefectEvent` on the job's
+    timeline (its id, ``kind#start``, moves with it)."""
+    phase = obj["event"].split(".", 1)[1]
+    kind = obj["kind"]
+    detail = {
+        k: v for k, v in obj.items() if k not in ("event", "kind", "start", "end", "source", "at")
+    }
+    start = round(float(obj["start"]) + offset, 6)
+    end = None if obj.get("end") is None else round(float(obj["end"]) + offset, 6)
+    ident = str(detail.get("id", f"{kind}#{obj['start']:.6f}"))
+    head, _, at = ident.rpartition("#")
+    try:
+        detail["id"] = f"{head}#{float(at) + offset:.6f}"
+    except ValueError:
+        detail["id"] = ident
+    return DefectEvent(phase, kind, start, end, detail)
+
+
+def media_end(seg: Any) -> float:
+    """Where a segment's media ends (its nominal ``end`` may lie past a short last segment):
+    the later of its last picture's end and its audio's end."""
+    ends = []
+    if seg.video is not None and len(seg.video):
+        ends.append(seg.video.end_time(len(seg.video) - 1))
+    if seg.audio is not None:
+        ends.append(seg.audio.end)
+    return min(max(ends), float(seg.end)) if ends else float(seg.end)
+
+
+class LiveRun:
+    """One run of a live job on this worker, from resume (or start) to end, stop or hand-over."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        settings: WorkerSettings,
+        clients: Clients,
+        checkpoints: CheckpointStore,
+        stop: threading.Event,
+        handover_due: Callable[[], bool],
+        keep_lease: Callable[[], None],
+        put_defects: Callable[[list[Defect]], None],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.job = job
+        self.s = settings
+        self.c = clients
+        self.checkpoints = checkpoints
+        self.stop = stop
+        self.handover_due = handover_due
+        self.keep_lease = keep_lease
+        self.put_defects = put_defects
+        self.wall = wall
+        self.state = LiveState()
+        self.handing_over = False
+        self.defects = 0
+        #: The previous run's last media (stream time, wall time), until this run joins.
+        self._prev: tuple[float, float] | None = None
+        #: A continuation's first media sequence (HLS), and the open defects it carries over:
+        #: kind -> the ``started`` event (JSON) of the previous run.
+        self._start_sequence: int | None = None
+        self._carried: dict[str, dict[str, Any]] = {}
+        #: New-run event id -> the carried defect's started event it continues.
+        self._adopted: dict[str, DefectEvent] = {}
+        #: What the follower knows (next_sequence, sequence_end), from vqa.live.
+        self.info: dict[str, Any] = {}
+        #: Monotonic time of the last segment (the lease thread forces a pending hand-over
+        #: through when the source is quiet).
+        self.last_segment_at = time.monotonic()
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    def publish(self, events: list[DefectEvent]) -> None:
+        """Publish ``events`` (idempotent); a failure is retried a few times, then raised."""
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                alerts.publish(
+                    events,
+                    stream_id=self.job.stream,
+                    architecture=ARCHITECTURE,
+                    source=self.job.source,
+                    table=self.s.table,
+                    topic_arn=self.s.topic_arn,
+                    bus_name=self.s.bus_name,
+                    sns=self.c.sns,
+                    events_client=self.c.events,
+                    dynamodb=self.c.dynamodb,
+                )
+                return
+            except Exception:
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise  # the job fails; its retry publishes the outbox first
+                log.warning("alert publish failed: retrying", extra=self._ctx(), exc_info=True)
+                time.sleep(0.5 * 2**attempt)
+
+    def _deliver(self, events: list[DefectEvent]) -> None:
+        """Checkpoint the outcome first (open set, outbox), then publish, then store defects."""
+        st = self.state
+        for e in events:
+            if e.phase == "started":
+                st.open[e.id] = event_to_json(e)
+            else:
+                st.open.pop(e.id, None)
+        st.outbox = [event_to_json(e) for e in events]
+        self.save()
+        self.publish(events)
+        found = defects_of(events)
+        if found:
+            self.put_defects(found)
+            self.defects += len(found)
+        st.outbox = []
+
+    # -- checkpoints and status ------------------------------------------------------------
+
+    def save(self) -> None:
+        cp = Checkpoint(self.state.segments, {"live": self.state.to_json()}, self.defects)
+        self.checkpoints.save(self.job, self.s.shard, self.s.detectors, cp)
+
+    def _ctx(self) -> dict[str, Any]:
+        return {"stream": self.job.stream, "shard": self.s.shard}
+
+    def _record_unmonitored(self, start: float, end: float) -> None:
+        if end - start <= 1e-6:
+            return
+        self.state.unmonitored.append([round(start, 6), round(end, 6)])
+        update_shard_status(
+            self.c.dynamodb,
+            self.s.table,
+            self.job.stream,
+            self.s.shard,
+            "running",
+            **{f"unmonitored_{self.s.shard}": self.state.unmonitored},
+        )
+        log.info(
+            "unmonitored interval recorded",
+            extra={**self._ctx(), "start": start, "end": end, "seconds": round(end - start, 3)},
+        )
+
+    def _resume(self) -> None:
+        """Pick up where a previous run stopped: its outbox, its open defects, the gap."""
+        cp = self.checkpoints.load(self.job, self.s.shard, self.s.detectors)
+        doc = cp.state.get("live") if cp is not None else None
+        now = self.wall()
+        if not isinstance(doc, dict):
+            self.state = LiveState(wall=now)
+            return
+        prev = LiveState.from_json(doc)
+        self.state = prev
+        self.defects = cp.defects_written if cp is not None else 0
+        if prev.outbox:
+            self.publish([event_from_json(d) for d in prev.outbox])
+        if self.job.continuation and prev.handed_over and prev.next_sequence is not None:
+            # A hand-over: continue with the next media segment; what was on air stays open.
+            self._start_sequence = prev.next_sequence
+            self._carried = {d["kind"]: d for d in prev.open.values()}
+        elif prev.open:
+            ends = []
+            for d in prev.open.values():
+                e = event_from_json(d)
+                # Announced once it had lasted its minimum duration: it lasted at least that
+                # long, even if the last checkpoint predates the segment that announced it.
+                at = max(prev.seen, e.start + max(self._min_duration(e.kind), 0.001))
+                ends.append(
+                    DefectEvent.ended(
+                        Defect(start=e.start, end=at, kind=e.kind), id=e.id, interrupted=True
+                    )
+                )
+            # The dead task watched at least that far: the unmonitored time starts there.
+            prev.seen = max([prev.seen] + [e.end for e in ends if e.end is not None])
+            self._deliver(ends)
+        # Where the new run joins is known once the follower has read the playlist
+        # (stream.started): see _join.
+        self._prev = (prev.seen, prev.wall)
+        self.state.outbox = []
+        self.state.handed_over = False
+        self.save()
+
+    def _join(self, started: dict[str, Any]) -> None:
+        """The new run's place on the job's timeline, and the unmonitored time before it.
+
+        The first segment read is the live edge: published once it had fully aired, so its media
+        began about one target duration before now. The previous run's last media ended at
+        ``prev_seen``, seen at wall time ``prev_wall`` (the same publish delay on both sides).
+        """
+        if self._prev is None:
+            return
+        prev_seen, prev_wall = self._prev
+        self._prev = None
+        now = self.wall()
+        if self._start_sequence is not None:
+            if started.get("media_sequence") == self._start_sequence:
+                # The next segment after the last one analysed: no time lost, none twice.
+                self.state.offset = self.state.seen = prev_seen
+                self.state.wall = now
+                self.save()
+                log.info(
+                    "live job continued at the next media segment",
+                    extra={**self._ctx(), "media_sequence": self._start_sequence},
+                )
+                return
+            self._end_carried(prev_seen)  # it slid out of the window: a live-edge resume
+        lead = float(started.get("target_duration") or 0.0)
+        # Never before prev_seen: a live edge segment read again is not time travel.
+        self.state.offset = round(prev_seen + max(0.0, now - prev_wall - lead), 6)
+        self.state.seen, self.state.wall = self.state.offset, now
+        self._record_unmonitored(prev_seen, self.state.offset)
+        self.save()
+        log.info(
+            "live job resumed at the live edge",
+            extra={
+                **self._ctx(),
+                "offset": self.state.offset,
+                "continuation": self.job.continuation,
+            },
+        )
+
+    def _min_duration(self, kind: str) -> float:
+        from vqa.detectors import create
+
+        try:
+            config = create(kind, **self.s.thresholds.get(kind, {})).config
+        except Exception:  # input_loss and other source kinds have no detector
+            return 0.0
+        return float(getattr(config, "min_duration", 0.0))
+
+    def _end_carried(self, at: float, kinds: list[str] | None = None) -> None:
+        """End carried defects the new run did not pick up: they ended at the hand-over (where
+        the previous run's detector put their end, if it said)."""
+        ends = []
+        for kind in list(self._carried) if kinds is None else kinds:
+            d = self._carried.pop(kind)
+            e = event_from_json(d)
+            end = max(float(d.get("until", at)), e.start)
+            ends.append(DefectEvent.ended(Defect(start=e.start, end=end, kind=kind), id=e.id))
+        if ends:
+            self._deliver(ends)
+
+    def _continue(self, e: DefectEvent) -> list[DefectEvent]:
+        """A new run's event, seen through the defects a hand-over carried over: the same
+        defect continuing is one defect (its ``started`` not sent again, its ``ended`` under
+        the carried id and start)."""
+        if e.id in self._adopted:
+            first = self._adopted.pop(e.id)
+            assert e.end is not None
+            detail = {**e.detail, "id": first.id}
+            return [DefectEvent("ended", e.kind, first.start, e.end, detail)]
+        carried = self._carried.get(e.kind)
+        if carried is None:
+            return [e]
+        self._carried.pop(e.kind)
+        boundary = self.state.offset
+        if e.phase == "started" and abs(e.start - boundary) <= self.job.segment_seconds / 2:
+            self._adopted[e.id] = event_from_json(carried)
+            return []
+        first = event_from_json(carried)
+        end = DefectEvent.ended(Defect(start=first.start, end=boundary, kind=e.kind), id=first.id)
+        return [end, e]
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        from vqa.watch import watch
+
+        self._resume()
+        st = self.state
+
+        def on_event(obj: dict[str, Any]) -> None:
+            kind = obj["event"]
+            if kind == "stream.started":
+                log.info(
+                    "live stream joined",
+                    extra={**self._ctx(), "media_sequence": obj.get("media_sequence")},
+                )
+                self._join(obj)
+            elif kind.startswith("defect."):
+                e = shifted(obj, st.offset)
+                first = self._adopted.get(e.id)
+                oid = first.id if first is not None else e.id
+                if (
+                    st.handed_over
+                    and self.stop.is_set()
+                    and e.phase == "ended"
+                    and oid in st.open
+                    and e.end is not None
+                    and e.end >= st.seen - self.job.segment_seconds
+                ):
+                    # On air up to the hand-over's last segment: the continuation carries it
+                    # (and ends it here, at the detector's end, if it does not go on).
+                    st.open[oid]["until"] = e.end
+                    return
+                events = self._continue(e)
+                if events:
+                    self._deliver(events)
+            elif kind == "stream.gap":
+                self._record_unmonitored(st.offset + obj["start"], st.offset + obj["end"])
+
+        def on_segment(seg: Any) -> None:
+            st.segments += 1
+            st.seen = round(st.offset + media_end(seg), 6)
+            st.wall = self.wall()
+            self.last_segment_at = time.monotonic()
+            self.keep_lease()
+            # A media segment analysed in full (its last analysis segment): the continuation
+            # may start with the next one.
+            end = self.info.get("sequence_end")
+            whole = end is None or seg.end >= end - self.job.segment_seconds / 2
+            if whole:
+                st.next_sequence = self.info.get("next_sequence")
+            if self._carried:
+                late = [
+                    k
+                    for k in self._carried
+                    if st.seen > st.offset + self._min_duration(k) + 2 * self.job.segment_seconds
+                ]
+                self._end_carried(st.offset, late)
+            if st.segments % max(1, self.s.checkpoint_every) == 0:
+                self.save()
+                log.info(
+                    "checkpoint",
+                    extra={**self._ctx(), "next_index": st.segments, "seen": st.seen},
+                )
+            if whole and (self.handing_over or self.handover_due()):
+                self.handing_over = True
+                st.handed_over = st.next_sequence is not None
+                self.stop.set()
+
+        reason = watch(
+            self.job.source,
+            emit=on_event,
+            detectors=self.s.detectors,
+            thresholds=self.s.thresholds,
+            segment_seconds=self.job.segment_seconds,
+            stop=self.stop,
+            on_segment=on_segment,
+            start_sequence=self._start_sequence,
+            info=self.info,
+        )
+        if not (self.handing_over and st.handed_over):
+            self._end_carried(st.offset)  # the stream ended before the new run saw them
+        st.wall = self.wall()
+        self.save()
+        if reason == "interrupted":
+            if self.handing_over:
+                raise HandOver(f"hand-over after {st.segments} segments")
+            raise StopRequested(f"stopped at stream time {st.seen:.3f}")
+        return JobResult(
+            stream=self.job.stream,
+            segments=st.segments,
+            defects=self.defects,
+            duration=st.seen,
+            resumed_from=0,
+        )
+
+
+def hand_over(sqs: Any, queue_url: str, message: dict[str, Any], job: Job) -> None:
+    """Re-send a live job as its continuation, then delete the old message (before SQS's
+    visibility ceiling ends the lease). A crash in between leaves two messages for the stream:
+    the second run resumes from the same checkpoint (alerts already sent are not sent again)."""
+    body = json.loads(message["Body"])
+    body["continuation"] = job.continuation + 1
+    body["live"] = True
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
