@@ -296,3 +296,30 @@ def test_a_clock_restart_keeps_stream_time_running(
     assert min(steps) > 0
     assert times[join] == pytest.approx(ends[0], abs=0.05)
     assert tl.end == pytest.approx(2 * ends[0], abs=0.1)
+
+
+def test_falling_out_of_the_window_skips_to_the_edge_on_the_programme_clock(
+    segments: list[OriginSegment],
+) -> None:
+    """A reader that stops reading while the window slides past its next segment jumps to the
+    live edge, and the skipped segments count in stream time: what follows keeps true times."""
+    from vqa.live import Gap, follow
+    from vqa.segment import Segment
+
+    stop = threading.Event()
+    with LiveOrigin(segments, window=2, end_tag=False) as origin:
+        # A long loss threshold: the reader itself pauses here, which is not input loss.
+        items = follow(
+            origin.url, segment_seconds=SEGMENT, tracks=("video",), stop=stop, loss_after=60.0
+        )
+        first = next(i for i in items if isinstance(i, Segment))
+        first_seq = origin.published() - 1  # started at the live edge
+        # Stall the reader until the window (2 entries) has slid well past its next segment.
+        time.sleep(max(0.0, origin.aired(origin.program_start(first_seq + 5)) - time.time()))
+        gap = next(i for i in items if not isinstance(i, Segment) or i.index > first.index + 1)
+        after = next(i for i in items if isinstance(i, Segment))
+        edge = origin.published() - 1
+        stop.set()
+    assert isinstance(gap, Gap)
+    want = origin.program_start(edge) - origin.program_start(first_seq)
+    assert after.start - first.start == pytest.approx(want, abs=SEGMENT + 0.1)

@@ -421,8 +421,12 @@ def _follow_hls(
                 info["stream"] = StreamInfo("hls", url, target, next_seq)
             todo = [e for e in fresh.entries if e.seq >= next_seq]
             if next_seq < fresh.entries[0].seq:
-                # What we had not read yet slid out of the window: resume at the live edge.
-                missed = sum(e.duration for e in fresh.entries[:-1])
+                # What we had not read yet slid out of the window: resume at the live edge. The
+                # media sequence numbers say how many segments were skipped; those no longer
+                # listed count a target duration each (as vqa.hls_cursor does).
+                listed = {e.seq: e.duration for e in fresh.entries}
+                edge = fresh.entries[-1].seq
+                missed = sum(listed.get(q, target) for q in range(next_seq, edge))
                 log.warning("%s: fell behind the live window, jumping to the live edge", source)
                 todo = fresh.entries[-1:]
                 if lost is None:
