@@ -55,6 +55,24 @@ ARCHITECTURE = "monolith"
 PUBLISH_ATTEMPTS = 4
 
 
+def publish_alerts(
+    events: list[DefectEvent], *, job: Job, settings: WorkerSettings, clients: Clients
+) -> None:
+    """Publish a job's defect events as this shard's alerts (once each: :mod:`vqa.alerts`)."""
+    alerts.publish(
+        events,
+        stream_id=job.stream,
+        architecture=ARCHITECTURE,
+        source=job.source,
+        table=settings.table,
+        topic_arn=settings.topic_arn,
+        bus_name=settings.bus_name,
+        sns=clients.sns,
+        events_client=clients.events,
+        dynamodb=clients.dynamodb,
+    )
+
+
 class HandOver(Exception):
     """The job stopped before the visibility ceiling: the loop re-sends it as a continuation."""
 
@@ -180,18 +198,7 @@ class LiveRun:
         """Publish ``events`` (idempotent); a failure is retried a few times, then raised."""
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
-                alerts.publish(
-                    events,
-                    stream_id=self.job.stream,
-                    architecture=ARCHITECTURE,
-                    source=self.job.source,
-                    table=self.s.table,
-                    topic_arn=self.s.topic_arn,
-                    bus_name=self.s.bus_name,
-                    sns=self.c.sns,
-                    events_client=self.c.events,
-                    dynamodb=self.c.dynamodb,
-                )
+                publish_alerts(events, job=self.job, settings=self.s, clients=self.c)
                 return
             except Exception:
                 if attempt == PUBLISH_ATTEMPTS - 1:

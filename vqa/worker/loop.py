@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vqa import alerts
 from vqa.defects import Defect
 from vqa.events import DefectEvent
 from vqa.meter import Meter
@@ -23,7 +22,7 @@ from vqa.worker.checkpoints import Checkpoint, CheckpointStore
 from vqa.worker.clients import Clients
 from vqa.worker.heartbeat import Heartbeat, hand_back, release
 from vqa.worker.jobs import Job, JobResult, StopRequested, run_detectors
-from vqa.worker.live import ARCHITECTURE, HandOver, LiveRun, hand_over
+from vqa.worker.live import HandOver, LiveRun, hand_over, publish_alerts
 from vqa.worker.protection import TaskProtection
 from vqa.worker.settings import WorkerSettings
 from vqa.worker.status import update_shard_status
@@ -207,18 +206,7 @@ class Worker:
             put_defects(dynamodb=c.dynamodb, table=s.table, stream=job.stream, defects=defects)
 
         def emit_events(events: list[DefectEvent]) -> None:
-            alerts.publish(
-                events,
-                stream_id=job.stream,
-                architecture=ARCHITECTURE,
-                source=job.source,
-                table=s.table,
-                topic_arn=s.topic_arn,
-                bus_name=s.bus_name,
-                sns=c.sns,
-                events_client=c.events,
-                dynamodb=c.dynamodb,
-            )
+            publish_alerts(events, job=job, settings=s, clients=c)
 
         if job.live:  # never seeked: a resumed live job starts at the live edge
             result = self._run_live(job, heartbeat, protection, emit)
