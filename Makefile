@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test lint typecheck pytest bench clean lock
+.PHONY: setup deps layer realworld demo test lint typecheck pytest bench clean lock
 
 # The runtime pins come from requirements.lock (the same as the Lambda layer's and the image's);
 # the second install is constrained to those pins, without hashes (pip would demand hashes for
@@ -48,9 +48,24 @@ demo: setup
 		--set freeze.min_duration=1 --set silence.min_duration=0.5
 	$(BIN)/vqa experiment --profile-seconds 20 --no-variants --out $(OUT)/experiment
 
+## Everything the tests fetch, fetched concurrently (it is mostly download time): the venv,
+## Checkov's venv, the CDK CLI, the Lambda layer that synth bundles and the real-footage set.
+deps: $(BIN)/.installed $(CHECKOV) node_modules/.installed layer realworld
+
+# The layer for cdk.json's Lambda architecture, cached by the lock (stacks/constructs/packaging.py).
+layer: setup
+	$(BIN)/python -m stacks.constructs.packaging --architecture \
+		$$($(BIN)/python -c 'import json; print(json.load(open("cdk.json"))["context"]["vqa"]["lambda_architecture"])')
+
+# The real-footage set (tests/realworld.py); without a registry its tests skip, naming why.
+realworld: setup
+	$(BIN)/python -m tests.realworld
+
 ## All tests: lint, format, types, Dockerfile lint, then pytest (synth with the pinned CDK CLI,
 ## cfn-lint, cdk-nag and Checkov included).
-test: setup lint typecheck pytest
+test:
+	$(MAKE) --no-print-directory -j4 deps
+	$(MAKE) --no-print-directory lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -6,6 +6,8 @@ Prints (issue 10's targets):
 - for 1080p30 and 720p25 (the experiment's default profiles, ``--seconds`` long, 60 by default):
   USD per stream-hour of both architectures, the reduction and the top two cost drivers of each,
   the monolith placed by ECS with its tasks sized from that profile's measurements;
+- what each deployed detector's own Lambda function costs per stream-second in the distributed
+  baseline (its metered CPU, invocations and USD: :func:`vqa.sweeps.per_detector`);
 - the monolith's CPU utilisation at 100 concurrent 1080p30 streams: measured worker CPU over the
   CPU the tasks reserve, and over the vCPUs of the instances ECS places them on (target >= 60%);
 - per-hour figures from a 60 s run and a 10-minute run of the same 360p content (the monolith
@@ -13,6 +15,7 @@ Prints (issue 10's targets):
   difference (target <= 5%).
 
     python -m benchmarks.bench_cost [--seconds 60] [--long-seconds 600] [--keep DIR]
+        [--skip-profiles | --skip-duration]
 
 Clips are generated once into ``DIR`` (default ``out/bench-cost``) and reused.
 """
@@ -85,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-seconds", type=float, default=600.0)
     ap.add_argument("--keep", type=Path, default=ROOT / "out" / "bench-cost")
     ap.add_argument("--skip-profiles", action="store_true", help="only the duration check")
+    ap.add_argument("--skip-duration", action="store_true", help="only the profiles")
     args = ap.parse_args(argv)
     args.keep.mkdir(parents=True, exist_ok=True)
     if not args.skip_profiles:
         print_profiles(args.keep, args.seconds)
-    print_duration_check(args.keep, args.short_seconds, args.long_seconds)
+    if not args.skip_duration:
+        print_duration_check(args.keep, args.short_seconds, args.long_seconds)
     return 0
 
 
@@ -109,6 +114,14 @@ def print_profiles(keep: Path, seconds: float) -> None:
             f" {100 * ps['instance_cpu_utilisation']:.1f}% of instance vCPUs"
         )
     print(f"headline over both profiles: {report['headline']}")
+    print("each detector's own function (distributed baseline, both profiles):")
+    for r in report.get("per_detector") or []:
+        print(
+            f"  {r['detector']:>10}: {r['cpu_ms_per_stream_second']:7.1f} ms CPU per"
+            f" stream-second on a full core ({r['billed_ms_per_stream_second']:.1f} ms billed at"
+            f" {r['memory_mb']} MB), {r['invocations_per_stream_second']:.2f} invocations per"
+            f" stream-second, ${r['usd_per_stream_hour']:.5f}/stream-hour"
+        )
     for key in ("duty_cycle", "cpu_architecture", "detectors", "segment_seconds", "variants"):
         sweep = report["sweeps"].get(key)
         if sweep:

@@ -63,9 +63,9 @@ def run_streams(clip: Path, n: int) -> dict[str, Any]:
             doc = json.loads(line)
         except ValueError:
             return
-        if doc.get("msg") == "job done" and doc.get("stream") in done:
+        if doc.get("message") == "job done" and doc.get("stream_id") in done:
             with lock:
-                done[doc["stream"]][wp.shard.name] = time.monotonic()
+                done[doc["stream_id"]][wp.shard.name] = time.monotonic()
 
     meter = Meter()
     cpu_by_worker: list[tuple[str, float]] = []

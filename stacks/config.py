@@ -23,8 +23,9 @@ class VqaConfig:
     # Distributed architecture.
     workflow_type: str = "STANDARD"  # or "EXPRESS"
     granularity: str = "frame"  # "frame": one object per frame as Prime Video did; or "segment"
-    # About 46 history events per segment with six detectors (more with retries): 200 segments
-    # keep an execution well under Step Functions' 25,000-event limit (the stack clamps it too).
+    # Segments one Standard execution handles before handing over to a fresh one. The stack
+    # clamps it to what keeps the history under Step Functions' 25,000-event limit for the
+    # detectors deployed (stacks.constructs.workflow: 135 with all eight, retries included).
     segments_per_execution: int = 200
     convert_memory_mb: int = 2048
     detector_memory_mb: int = 1024
@@ -32,11 +33,14 @@ class VqaConfig:
     lambda_architecture: str = "x86_64"  # or "arm64"
     intermediate_expiry_days: int = 1
     # Monolith architecture.
-    # av_sync needs both tracks, so it sits with the video detectors and the audio shard never
-    # decodes the picture.
+    # Shards split by what each decodes. av_sync needs both tracks, so it sits with the video
+    # detectors and the audio shard never decodes the picture. loudness needs only the audio;
+    # transport needs no decoding at all, only the TS packets every shard's demuxer reads anyway
+    # (the tee), so both join the light audio shard rather than the video shard, which spends
+    # most of its reserved CPU decoding the picture.
     shards: tuple[tuple[str, ...], ...] = (
         ("black", "freeze", "corruption", "av_sync"),
-        ("silence", "clipping"),
+        ("silence", "clipping", "loudness", "transport"),
     )
     instance_type: str = "c7i.large"
     min_instances: int = 0

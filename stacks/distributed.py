@@ -15,6 +15,7 @@ from constructs import Construct
 
 from stacks.config import VqaConfig
 from stacks.constructs.alarms import Alarms
+from stacks.constructs.dashboard import OperationsDashboard
 from stacks.constructs.front_door import FrontDoor
 from stacks.constructs.intermediate import SEGMENTS_PREFIX, STATE_PREFIX, MediaBuckets
 from stacks.constructs.lambda_defaults import VqaFunctions
@@ -27,6 +28,7 @@ from stacks.constructs.workflow import (
     polls_per_execution,
     segments_per_execution,
 )
+from vqa import urlguard
 
 ARCHITECTURE = "distributed"
 HANDLERS = "lambdas.distributed"
@@ -74,6 +76,8 @@ class DistributedStack(cdk.Stack):
             environment={
                 "TABLE_NAME": results.table.table_name,
                 "DETECTORS": ",".join(config.detectors),
+                # It probes user-supplied URLs from inside the VPC: the SSRF guard on.
+                **urlguard.environment(config.allowed_origins),
             },
         )
         buckets.source.grant_read(start)
@@ -93,6 +97,8 @@ class DistributedStack(cdk.Stack):
                 "TABLE_NAME": results.table.table_name,
                 "POLLS_PER_EXECUTION": str(polls_per_execution(chunk)),
                 "MAX_EXECUTION_SECONDS": str(execution_seconds_budget(config.workflow_type)),
+                # It fetches user-supplied playlists and segments: the SSRF guard on.
+                **urlguard.environment(config.allowed_origins),
             },
         )
         buckets.source.grant_read(convert)
@@ -181,6 +187,19 @@ class DistributedStack(cdk.Stack):
         self.alarms.state_machine("Analysis", workflow.state_machine)
         for fn in functions.functions:
             self.alarms.function(fn.node.id, fn)
+        # A stream fails as its execution does: the Analysis alarms above are its stream-failed
+        # alarms (Alarms.streams_failed says why there is no StreamsFailed metric here).
+        self.alarms.operational(ARCHITECTURE, segment_seconds=config.segment_seconds)
+        # The intermediate bucket's requests are the S3 cost driver Prime Video named.
+        self.dashboard = OperationsDashboard(
+            self,
+            "Operations",
+            architecture=ARCHITECTURE,
+            functions=functions.functions,
+            buckets={"intermediate": buckets.intermediate},
+            alarms=self.alarms.alarms,
+            state_machine=workflow.state_machine,
+        )
 
         self.buckets, self.results, self.functions, self.workflow = (
             buckets,
@@ -209,6 +228,13 @@ class DistributedStack(cdk.Stack):
             description="Defects by stream; the '#status' item holds the stream state",
         )
         cdk.CfnOutput(self, "AlertsTopic", value=results.topic.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "DashboardName",
+            value=self.dashboard.dashboard.dashboard_name,
+            description="CloudWatch dashboard: streams, lag, defects, errors, cost drivers",
+        )
+        cdk.CfnOutput(self, "DashboardUrl", value=self.dashboard.url)
         cdk.CfnOutput(
             self,
             "AlertsBus",

@@ -19,6 +19,7 @@ from stacks.capacity import TaskSize, check_capacity
 from stacks.config import VqaConfig
 from stacks.constructs.alarms import Alarms
 from stacks.constructs.cluster import ComputeCluster
+from stacks.constructs.dashboard import OperationsDashboard
 from stacks.constructs.front_door import FrontDoor
 from stacks.constructs.lambda_defaults import VqaFunctions
 from stacks.constructs.network import Network
@@ -27,6 +28,7 @@ from stacks.constructs.results import ResultsStore
 from stacks.constructs.shard_service import MAX_RECEIVES, ShardService
 from stacks.constructs.stream_storage import StreamStorage
 from stacks.constructs.tagging import tag_architecture
+from vqa import urlguard
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "containers/Dockerfile"
@@ -39,8 +41,8 @@ CHECKPOINT_EVERY = 10
 NAG_ACKNOWLEDGEMENTS: dict[str, str] = {
     "ECS4": "Container Insights bills custom metrics per task and service even when idle; the "
     "sandbox A/B reads CPU from the ASG's free EC2 metrics and the workers' own logs.",
-    "ECS2": "The environment holds only resource names, queue URLs and tuning numbers (no "
-    "secrets); they come from the stack at deploy time.",
+    "ECS2": "The environment holds only resource names, queue URLs, tuning numbers and the SSRF "
+    "guard's switch and allow-list (no secrets); they come from the stack at deploy time.",
     "AS3": "Scaling notifications would only echo ECS managed scaling; the capacity provider "
     "and the dead-letter alarms are the operational signals.",
     "S1": "Access logs would need a third bucket; the source and checkpoint buckets are "
@@ -118,6 +120,8 @@ class MonolithStack(cdk.Stack):
             "VQA_CHECKPOINT_BUCKET": storage.checkpoint_bucket.bucket_name,
             "VQA_SEGMENT_SECONDS": repr(config.segment_seconds),
             "VQA_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
+            # The workers fetch user-supplied URLs from inside the VPC: the SSRF guard on.
+            **urlguard.environment(config.allowed_origins),
         }
         self.shards: list[ShardService] = []
         for i, (name, detectors) in enumerate(
@@ -168,6 +172,14 @@ class MonolithStack(cdk.Stack):
         for shard in self.shards:
             shard.scale_on_backlog(max_tasks=self.max_streams)
 
+        # The orchestrator and the front door run on the shared code asset and dependencies layer
+        # (Powertools; the front door validates detectors and thresholds with the package).
+        functions = VqaFunctions(
+            self,
+            "Functions",
+            architecture=config.lambda_architecture,
+            destroy_on_delete=config.destroy_on_delete,
+        )
         orchestrator = Orchestrator(
             self,
             "Orchestrator",
@@ -175,16 +187,7 @@ class MonolithStack(cdk.Stack):
             shards=self.shards,
             source_bucket=storage.source_bucket,
             segment_seconds=config.segment_seconds,
-            architecture=config.lambda_architecture,
-            destroy_on_delete=config.destroy_on_delete,
-        )
-        # The front door validates detectors and thresholds with the package itself, so it
-        # runs on the shared code asset and dependencies layer, like the distributed functions.
-        functions = VqaFunctions(
-            self,
-            "Functions",
-            architecture=config.lambda_architecture,
-            destroy_on_delete=config.destroy_on_delete,
+            functions=functions,
         )
         self.front_door = FrontDoor(
             self,
@@ -207,6 +210,19 @@ class MonolithStack(cdk.Stack):
             self.alarms.worker_stalled(shard)
         self.alarms.function("Orchestrator", orchestrator.function)
         self.alarms.function("Api", self.front_door.function)
+        self.alarms.operational(ARCHITECTURE, segment_seconds=config.segment_seconds)
+        self.alarms.streams_failed(ARCHITECTURE)
+        # The checkpoint bucket is where the monolith's S3 requests go (no frames in between).
+        self.dashboard = OperationsDashboard(
+            self,
+            "Operations",
+            architecture=ARCHITECTURE,
+            functions=[orchestrator.function, *functions.functions],
+            buckets={"checkpoints": storage.checkpoint_bucket},
+            alarms=self.alarms.alarms,
+            dead_letter_queues=[shard.dead_letter_queue for shard in self.shards],
+            auto_scaling_group=compute.auto_scaling_group,
+        )
         self._outputs(orchestrator, results, storage, compute)
         self._acknowledge_findings(storage, compute)
 
@@ -260,6 +276,8 @@ class MonolithStack(cdk.Stack):
             "SourceBucketName": storage.source_bucket.bucket_name,
             "CheckpointBucketName": storage.checkpoint_bucket.bucket_name,
             "ClusterName": compute.cluster.cluster_name,
+            "DashboardName": self.dashboard.dashboard.dashboard_name,
+            "DashboardUrl": self.dashboard.url,
         }
         for key, value in out.items():
             cdk.CfnOutput(self, key, value=value)

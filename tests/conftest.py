@@ -1,6 +1,6 @@
 """Session fixtures shared by every test: the defect corpus and a set of bad inputs.
 
-The corpus (vqa/corpus.py, ~20 clips) is written once and cached across sessions in
+The corpus (the vqa/corpus package, ~30 clips) is written once and cached across sessions in
 ``<repo>/.cache/corpus-<hash>``, where the hash covers the corpus source and the PyAV/FFmpeg
 version, so editing the recipes regenerates it. It is written into a temporary directory and
 renamed into place under a file lock, so parallel sessions (and pytest-xdist workers) never see a
@@ -49,8 +49,9 @@ class Corpus(NamedTuple):
 
 def corpus_key() -> str:
     """Cache key: the corpus recipes' source plus the PyAV / FFmpeg build that encodes them."""
-    source = (REPO / "vqa" / "corpus.py").read_bytes()
-    digest = hashlib.sha256(source)
+    digest = hashlib.sha256()
+    for module in sorted((REPO / "vqa" / "corpus").glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
     digest.update(f"av={av.__version__};ffmpeg={av.ffmpeg_version_info}".encode())
     return digest.hexdigest()[:16]
 
@@ -97,6 +98,16 @@ def corpus() -> Corpus:
     directory = ensure_corpus()
     truth = json.loads((directory / "truth.json").read_text())
     return Corpus(dir=directory, truth=truth)
+
+
+@pytest.fixture(scope="session")
+def ts_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The TR 101 290 clips (:func:`vqa.corpus.write_transport_corpus`: ~3 MB, a few seconds)
+    and their truth, written once per session for the transport and parity tests."""
+    from vqa.corpus import write_transport_corpus
+
+    out = tmp_path_factory.mktemp("transport")
+    return out, write_transport_corpus(out)
 
 
 @pytest.fixture(scope="session")

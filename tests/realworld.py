@@ -110,3 +110,12 @@ def ensure_realworld(cache: Path = REPO / ".cache") -> Path:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+if __name__ == "__main__":
+    # `make realworld` (part of `make deps`): fetch the set ahead of the tests. Without a
+    # registry the tests that need it skip with the reason printed here; that is not a failure.
+    try:
+        print(f"real-footage set: {ensure_realworld()}")
+    except Unavailable as exc:
+        print(f"real-footage set unavailable: {exc}")

@@ -67,7 +67,9 @@ class _LambdaClient:
 
     def invoke(self, *, FunctionName: str, Payload: bytes) -> dict[str, Any]:
         try:
-            out = self.handler(json.loads(Payload), None)
+            from vqa.local.moto_lambda import LambdaContext
+
+            out = self.handler(json.loads(Payload), LambdaContext(FunctionName, 256, 30.0))
         except Exception as exc:
             err = {"errorMessage": str(exc), "errorType": type(exc).__name__}
             return {"FunctionError": "Unhandled", "Payload": io.BytesIO(json.dumps(err).encode())}
@@ -300,6 +302,8 @@ class _FunctionUrl:
     def __init__(self, handler: Any) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+        from vqa.local.moto_lambda import LambdaContext
+
         self.auth: list[str] = []
         outer = self
 
@@ -320,7 +324,8 @@ class _FunctionUrl:
                     "body": self.rfile.read(n).decode() if n else None,
                     "isBase64Encoded": False,
                 }
-                out = handler(event, None)
+                # Lambda always passes a context (Powertools' Logger reads it).
+                out = handler(event, LambdaContext("api", 256, 30.0))
                 body = out["body"].encode()
                 self.send_response(out["statusCode"])
                 self.send_header("Content-Type", out["headers"]["content-type"])

@@ -25,7 +25,7 @@ from vqa import corpus as C
 from vqa.defects import DEFECT_KINDS
 
 VIDEO_KINDS = {"black", "freeze", "corruption"}
-AUDIO_KINDS = {"silence", "clipping"}
+AUDIO_KINDS = {"silence", "clipping", "loudness"}
 AAC_FRAME = 1024 / C.SAMPLE_RATE
 
 
@@ -319,6 +319,71 @@ def test_clipping_survives_aac_as_plateau_peaks(corpus: Corpus, name: str) -> No
         assert outside < 0.9
 
 
+@pytest.mark.parametrize("name", ["clipping.mp4", "multi.mp4", "multi_25.ts"])
+def test_clipped_audio_is_over_the_true_peak_ceiling(corpus: Corpus, name: str) -> None:
+    """Each clipped interval is also a loudness ``true_peak`` defect in the truth, and really
+    over R 128's -1 dBTP: 4x oversampled by scipy's polyphase resampler (not the detector's FIR),
+    the decoded audio there peaks above it, and well below it a second before."""
+    from scipy.signal import resample_poly
+
+    c = corpus.clip(name)
+    dec = decode(corpus.dir / name)
+    clips = [d for d in c["defects"] if d["kind"] == "clipping"]
+    peaks = [d for d in c["defects"] if d["kind"] == "loudness" and d["reason"] == "true_peak"]
+    assert [(d["start"], d["end"]) for d in peaks] == [(d["start"], d["end"]) for d in clips]
+
+    def dbtp(a: float, b: float) -> float:
+        x = resample_poly(dec.audio(a, b).astype(np.float64), 4, 1, axis=1)
+        return 20 * math.log10(float(np.abs(x).max()))
+
+    for d in peaks:
+        assert dbtp(d["start"], d["end"]) > -1.0
+        assert dbtp(d["start"] - 1.0, d["start"] - AAC_FRAME) < -1.0
+
+
+def test_loudness_truth_by_construction() -> None:
+    """The too-loud run a clipped interval causes (windows 1.5 s either side, the first and last
+    values standing for the media's ends) counts only when clearly past the 5 s hold."""
+    defects, unjudged = C.clipping_loudness([(18.0, 24.0)], 60.0)
+    assert [(d["reason"], d["start"], d["end"]) for d in defects] == [
+        ("true_peak", 18.0, 24.0),
+        ("too_loud", 16.5, 25.5),
+    ] and unjudged == []
+    defects, unjudged = C.clipping_loudness([(4.0, 5.0)], 8.0)  # a 4 s run: under the hold
+    assert [d["reason"] for d in defects] == ["true_peak"] and unjudged == []
+    defects, unjudged = C.clipping_loudness([(2.5, 3.5)], 8.0)  # 0 to 5 s: on the hold
+    assert [d["reason"] for d in defects] == ["true_peak"]
+    assert [u["reason"] for u in unjudged] == ["too_loud"]
+    # The sync clips' beeps: 1 kHz at 0.5 FS, 0.1 s each second = -16.7 LUFS short-term.
+    assert C.beeps_too_loud(C.BEEP_AMPLITUDE, per_second=1.0)
+    assert not C.beeps_too_loud(C.BEEP_AMPLITUDE, per_second=1 / 3)
+
+
+def test_score_pairs_found_with_truth_per_detector_set() -> None:
+    entry = {
+        "defects": [
+            {"kind": "black", "start": 1.0, "end": 2.0},
+            {"kind": "loudness", "start": 3.0, "end": 4.0, "reason": "true_peak"},
+        ],
+        "unjudged": [{"kind": "loudness", "reason": "too_loud", "why": "test"}],
+    }
+    found = [
+        {"kind": "black", "start": 1.03, "end": 2.0},
+        {"kind": "loudness", "start": 0.0, "end": 6.0, "reason": "too_loud", "level": -9.0},
+        {"kind": "freeze", "start": 5.0, "end": 8.0},
+    ]
+    # Without loudness: its truth is not expected, and the freeze is a false alarm.
+    got = C.score(found, entry, ["black", "freeze"])
+    assert got == {"missed": [], "false_alarms": [found[2]]}
+    # With it: the true peak was missed; the too-loud run is unjudged, not a false alarm.
+    got = C.score(found, entry, ["black", "loudness"])
+    assert got == {"missed": [entry["defects"][1]], "false_alarms": []}
+    # A peak found at another time is both a miss and a false alarm.
+    far = {"kind": "loudness", "start": 7.0, "end": 7.1, "reason": "true_peak"}
+    got = C.score([found[0], far], entry, ["black", "loudness"])
+    assert got == {"missed": [entry["defects"][1]], "false_alarms": [far]}
+
+
 @pytest.mark.parametrize("name", [n for n in C.CLIP_NAMES if n.startswith("sync_")] + ["multi.mp4"])
 def test_sync_marks_flash_and_beep_at_the_true_offset(corpus: Corpus, name: str) -> None:
     c = corpus.clip(name)
@@ -489,7 +554,15 @@ def test_bad_inputs_are_bad_in_the_intended_way(bad_inputs: dict[str, Path | str
 def test_write_sample_clip(tmp_path: Path) -> None:
     entry = C.write_sample_clip(tmp_path / "sample.mp4", seconds=5.0, width=320, height=180)
     assert entry["file"] == "sample.mp4" and entry["duration"] == 5.0
-    assert {d["kind"] for d in entry["defects"]} == {"black", "freeze", "silence", "clipping"}
+    kinds = {d["kind"] for d in entry["defects"]}
+    assert kinds == {"black", "freeze", "silence", "clipping", "loudness"}
+    # The clipped interval is over the true-peak ceiling; at 5 s the sync beeps share short-term
+    # windows with it, so its too-loud run is left to the detector.
+    (clip,) = [d for d in entry["defects"] if d["kind"] == "clipping"]
+    assert [d for d in entry["defects"] if d["kind"] == "loudness"] == [
+        {**clip, "kind": "loudness", "reason": "true_peak"}
+    ]
+    assert [u["reason"] for u in entry["unjudged"]] == ["too_loud"]
     dec = decode(tmp_path / "sample.mp4")
     assert len(dec.times) == 150
     for d in entry["defects"]:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests.test_cost import distributed_usage, monolith_usage
+from vqa.cost import lambda_functions
 from vqa.errors import ConfigError
-from vqa.experiment import VARIANT_GRID, run_experiment
+from vqa.experiment import VARIANT_GRID, run_experiment, truth_path
 from vqa.pricing import load_prices
 
 
@@ -176,7 +177,8 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vqa.corpus import write_sample_clip
 
     path = tmp_path_factory.mktemp("clip") / "small.mp4"
-    write_sample_clip(path, seconds=4.0, width=160, height=96)
+    entry = write_sample_clip(path, seconds=4.0, width=160, height=96)
+    truth_path(path).write_text(json.dumps(entry))
     return path
 
 
@@ -233,6 +235,30 @@ def test_experiment_with_the_real_local_runners(
     assert load_prices().instance(arm["instance_type"]).architecture == "arm64"
     assert report["sources"][0]["duration"] == pytest.approx(4.0, abs=0.1)
     assert isinstance(report["sources"][0]["agree"], bool)
+    # Loudness and transport are deployed (cdk.json): two more detector functions per segment,
+    # each priced from its own metered invocations and seconds.
+    rows = {r["detector"]: r for r in report["per_detector"]}
+    assert list(rows) == d["usage"]["config"]["detectors"]
+    assert {"loudness", "transport"} <= set(rows)
+    (segments,) = [
+        calls
+        for (handler, _), (_, calls) in lambda_functions(counters).items()
+        if handler == "lambdas.distributed.convert.handler"
+    ]
+    for name in ("loudness", "transport"):
+        r = rows[name]
+        calls = counters[f"detector_invocations@{name}@{r['memory_mb']}"]
+        assert calls == segments
+        assert r["invocations_per_stream_second"] == pytest.approx(calls / d["stream_seconds"])
+        assert r["usd_per_stream_hour"] > 0
+    # Accuracy against the clip's truth, for the detectors deployed at their minimum durations:
+    # at 4 s only the clipping (and its true peak) outlasts them, and both are found.
+    assert report["sources"][0]["accuracy"] == {
+        "distributed": {"missed": 0, "false_alarms": 0},
+        "monolith": {"missed": 0, "false_alarms": 0},
+    }, report["sources"][0]
+    md = (tmp_path / "report.md").read_text()
+    assert "What each detector costs" in md and "| `loudness` |" in md
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["reduction"] == pytest.approx(report["reduction"])
     assert "per stream-hour" in capsys.readouterr().err
@@ -241,6 +267,9 @@ def test_experiment_with_the_real_local_runners(
 # --- --aws, against moto --------------------------------------------------------------------------
 
 REGION = "us-east-1"
+#: The stacks' front doors (function URLs), as their ApiUrl outputs give them.
+DISTRIBUTED_API = f"https://dist0example.lambda-url.{REGION}.on.aws/"
+MONOLITH_API = f"https://mono0example.lambda-url.{REGION}.on.aws/"
 
 
 @pytest.fixture
@@ -304,6 +333,7 @@ def _deploy_stacks(session: Any) -> dict[str, Any]:
             "IntermediateBucket": {"Value": {"Ref": "Intermediate"}},
             "ResultsTable": {"Value": {"Ref": "Table"}},
             "AlertsTopic": {"Value": {"Ref": "Topic"}},
+            "ApiUrl": {"Value": DISTRIBUTED_API},
         },
     }
     ecs = session.client("ecs")
@@ -342,6 +372,7 @@ def _deploy_stacks(session: Any) -> dict[str, Any]:
             "ShardBQueueUrl": {"Value": {"Ref": "QueueB"}},
             "ShardAServiceName": {"Value": "vqa-ShardA"},
             "ShardBServiceName": {"Value": "vqa-ShardB"},
+            "ApiUrl": {"Value": MONOLITH_API},
         },
     }
     cfn.create_stack(StackName="VqaDistributed", TemplateBody=json.dumps(distributed))
@@ -554,64 +585,124 @@ def test_cost_explorer_groups_by_architecture_tag(aws: Any) -> None:
         cost_explorer_costs(aws.client("ce"), "2026-11-03", "2026-11-01")
 
 
+class FrontDoors:
+    """The stacks' function URLs, answered by the real API (vqa.api) over moto: what
+    ``urllib.request.urlopen`` reaches in place of AWS. Records each request and checks that it
+    is SigV4-signed for Lambda function URLs in the URL's region, as AWS_IAM auth requires."""
+
+    def __init__(self, apis: dict[str, Any]) -> None:
+        self.apis = apis  # function URL host -> vqa.api.Api
+        self.requests: list[tuple[str, str, str]] = []  # (host, method, path)
+
+    def urlopen(self, request: Any, timeout: float = 0.0) -> Any:
+        import io
+        import urllib.error
+        from urllib.parse import urlsplit
+
+        url = urlsplit(request.full_url)
+        auth = request.get_header("Authorization") or ""
+        assert auth.startswith("AWS4-HMAC-SHA256 "), auth
+        assert f"/{REGION}/lambda/aws4_request" in auth, auth
+        self.requests.append((url.netloc, request.get_method(), url.path))
+        status, body = self.apis[url.netloc].handle(request.get_method(), url.path, request.data)
+        raw = json.dumps(body).encode()
+        if status >= 400:
+            raise urllib.error.HTTPError(request.full_url, status, "error", {}, io.BytesIO(raw))  # type: ignore[arg-type]
+        return io.BytesIO(raw)
+
+
 def test_aws_mode_end_to_end_against_moto(
     aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stacks found by their outputs, the source uploaded to both, both started, the wait sees
-    both finish, the defects are read back from each stack's table, usage is metered."""
+    """Stacks found by their outputs, the source uploaded to both, both started through their
+    front doors (POST /streams, signed), polled with GET /streams/{id} until both finish, the
+    defects read from that view, usage metered."""
     import functools
+    import urllib.request
+    from urllib.parse import urlsplit
 
-    from vqa import aws_experiment
-    from vqa.aws_experiment import AwsExperiment, StackInfo, Stream
+    from vqa import api, aws_experiment
+    from vqa.aws_experiment import AwsExperiment
     from vqa.defects import Defect
     from vqa.results import put_defects, put_status
+    from vqa.urlguard import UrlGuard
 
-    _deploy_stacks(aws)
+    deployed = _deploy_stacks(aws)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00" * 1024)
     ddb = aws.client("dynamodb")
-    started: list[Stream] = []
+    cfn = aws.client("cloudformation")
+    outputs = {
+        arch: {
+            o["OutputKey"]: o["OutputValue"]
+            for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
+        }
+        for arch, name in (("distributed", "VqaDistributed"), ("monolith", "VqaMonolith"))
+    }
+    assert set(deployed) == set(outputs)
+    started: list[tuple[str, str, str]] = []  # (architecture, table, stream id)
 
-    def start_monolith(self: AwsExperiment, info: StackInfo, st: Stream) -> None:
+    def orchestrator(stream_id: str, request: api.StreamRequest) -> None:
         # What the orchestrator Lambda does (moto cannot run Lambda code without Docker).
         put_status(
             dynamodb=ddb,
-            table=st.table,
-            stream=st.stream,
+            table=outputs["monolith"]["DefectsTableName"],
+            stream=stream_id,
             state="running",
+            source=request.source,
             shards=json.dumps(["ShardA", "ShardB"]),
         )
-        started.append(st)
+        started.append(("monolith", outputs["monolith"]["DefectsTableName"], stream_id))
+
+    sfn_start = api.StepFunctionsStarter(
+        aws.client("stepfunctions"), outputs["distributed"]["StateMachineArn"]
+    )
+
+    def state_machine(stream_id: str, request: api.StreamRequest) -> None:
+        sfn_start(stream_id, request)
+        started.append(("distributed", outputs["distributed"]["ResultsTable"], stream_id))
+
+    doors = FrontDoors(
+        {
+            urlsplit(DISTRIBUTED_API).netloc: api.Api(
+                dynamodb=ddb,
+                table=outputs["distributed"]["ResultsTable"],
+                start=state_machine,
+                guard=UrlGuard(),
+                source_bucket=outputs["distributed"]["SourceBucket"],
+            ),
+            urlsplit(MONOLITH_API).netloc: api.Api(
+                dynamodb=ddb,
+                table=outputs["monolith"]["DefectsTableName"],
+                start=orchestrator,
+                guard=UrlGuard(),
+                source_bucket=outputs["monolith"]["SourceBucketName"],
+            ),
+        }
+    )
+    monkeypatch.setattr(urllib.request, "urlopen", doors.urlopen)
 
     def fake_sleep(_: float) -> None:
-        # The deployed system finishing: defects stored, status done (monolith: per shard).
-        for st in started:
+        # The deployed system finishing: defects stored, status done (monolith: per shard,
+        # then the stream, as the last worker does).
+        for arch, table, stream in started:
             put_defects(
                 dynamodb=ddb,
-                table=st.table,
-                stream=st.stream,
+                table=table,
+                stream=stream,
                 defects=[Defect(start=1.0, end=2.5, kind="black")],
             )
-            if st.architecture == "monolith":
+            if arch == "monolith":
                 for shard in ("ShardA", "ShardB"):
                     ddb.update_item(
-                        TableName=st.table,
-                        Key={"stream": {"S": st.stream}, "defect": {"S": "#status"}},
+                        TableName=table,
+                        Key={"stream": {"S": stream}, "defect": {"S": "#status"}},
                         UpdateExpression="SET #s = :d",
                         ExpressionAttributeNames={"#s": f"shard_{shard}"},
                         ExpressionAttributeValues={":d": {"S": "done"}},
                     )
-            else:
-                put_status(dynamodb=ddb, table=st.table, stream=st.stream, state="done")
+            put_status(dynamodb=ddb, table=table, stream=stream, state="done")
 
-    orig_start_distributed = AwsExperiment.start_distributed
-
-    def start_distributed(self: AwsExperiment, info: StackInfo, st: Stream) -> None:
-        orig_start_distributed(self, info, st)
-        started.append(st)
-
-    monkeypatch.setattr(AwsExperiment, "start_monolith", start_monolith)
-    monkeypatch.setattr(AwsExperiment, "start_distributed", start_distributed)
     monkeypatch.setattr(AwsExperiment, "duration_of", staticmethod(lambda s: 10.0))
     monkeypatch.setattr(
         aws_experiment,
@@ -630,6 +721,13 @@ def test_aws_mode_end_to_end_against_moto(
     assert report["mode"] == "aws"
     assert report["sources"][0]["agree"] is True
     assert report["sources"][0]["defects"] == {"distributed": 1, "monolith": 1}
+    # Both stacks driven the same way: one POST each, then GETs of that stream until done.
+    for arch, door in (("distributed", DISTRIBUTED_API), ("monolith", MONOLITH_API)):
+        calls = [(m, p) for h, m, p in doors.requests if h == urlsplit(door).netloc]
+        (stream,) = [s for a, _, s in started if a == arch]
+        assert calls[0] == ("POST", "/streams"), calls
+        assert calls[1:] and set(calls[1:]) == {("GET", f"/streams/{stream}")}, calls
+    assert sorted(a for a, _, _ in started) == ["distributed", "monolith"]
     d_usage = report["architectures"]["distributed"]["usage"]
     assert d_usage["counters"]["sfn_executions"] == 1
     assert d_usage["counters"]["state_transitions"] > 0
@@ -640,6 +738,7 @@ def test_aws_mode_end_to_end_against_moto(
     execution = sfn.list_executions(stateMachineArn=machine)["executions"][0]
     inp = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
     assert inp["source"].startswith("s3://") and inp["index"] == 0
+    assert inp["request"]["source"] == inp["source"]  # started by the front door's starter
     # Uploaded once to each stack's source bucket.
     s3 = aws.client("s3")
     keys = [
@@ -654,8 +753,70 @@ def test_aws_mode_end_to_end_against_moto(
     assert report["aws"]["asg_instance_type"] == "c7i.large"
 
 
+def test_a_refused_submission_is_a_clear_error(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A front door's 4xx stops the run with the API's own one-line reason."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from vqa import api
+    from vqa.aws_experiment import AwsExperiment, AwsExperimentError, Stream
+    from vqa.urlguard import UrlGuard
+
+    _deploy_stacks(aws)
+
+    def never(stream_id: str, request: api.StreamRequest) -> None:
+        raise AssertionError("a refused request must start nothing")
+
+    ddb = aws.client("dynamodb")
+    table = ddb.list_tables()["TableNames"][0]
+    door = api.Api(dynamodb=ddb, table=table, start=never, guard=UrlGuard())
+    doors = FrontDoors({urlsplit(DISTRIBUTED_API).netloc: door})
+    monkeypatch.setattr(urllib.request, "urlopen", doors.urlopen)
+    exp = AwsExperiment(session=aws, progress=False)
+    client = exp.api(exp.stacks()["distributed"], "distributed")
+    st = Stream("distributed", "exp-x-0-dist", "origin", "http://169.254.169.254/x.m3u8", 1.0)
+    with pytest.raises(AwsExperimentError) as err:
+        exp.submit(client, st)
+    msg = str(err.value)
+    assert "\n" not in msg and "HTTP 400" in msg and "EC2 instance metadata" in msg, msg
+
+
 def test_missing_stack_is_a_clear_error(aws: Any) -> None:
     from vqa.aws_experiment import AwsExperiment, AwsExperimentError
 
     with pytest.raises(AwsExperimentError, match="stack VqaDistributed: not found"):
         AwsExperiment(session=aws, progress=False).stacks()
+
+
+def test_per_detector_prices_each_detector_function_from_its_own_counters() -> None:
+    from vqa.cost import ModelParams
+    from vqa.sweeps import per_detector
+
+    prices = load_prices()
+    usage = {
+        "architecture": "distributed",
+        "stream_seconds": 10.0,
+        "config": {"detectors": ["black", "loudness"], "workflow_type": "STANDARD"},
+        "counters": {
+            "detector_seconds@loudness@1024": 0.5,
+            "detector_invocations@loudness@1024": 10,
+            "detector_seconds@black@1024": 2.0,
+            "detector_invocations@black@1024": 10,
+        },
+    }
+    rows = per_detector(usage, prices, ModelParams())
+    assert [r["detector"] for r in rows] == ["black", "loudness"]  # the configured order
+    loud = rows[1]
+    # 10 requests ($0.20 per million) and 10 state transitions ($0.025 per thousand), and 0.5 s
+    # on a full core billed at 1024 MB's share of a vCPU (1024 / 1769) as GB-seconds.
+    gb_s = 0.5 / (1024 / 1769) * 1.0
+    per_run = 10 * (0.20 / 1e6 + 0.025 / 1e3) + gb_s * prices.unit_usd("lambda", "duration_x86_64")
+    assert loud["usd_per_stream_hour"] == pytest.approx(per_run * 360)
+    assert loud["cpu_ms_per_stream_second"] == pytest.approx(50.0)
+    assert loud["invocations_per_stream_second"] == pytest.approx(1.0)
+    # Express bills no transitions; a run metered without per-detector counters has no rows.
+    express = {**usage, "config": {**usage["config"], "workflow_type": "EXPRESS"}}
+    assert per_detector(express, prices, ModelParams())[1]["usd_per_stream_hour"] == pytest.approx(
+        (per_run - 10 * 0.025 / 1e3) * 360
+    )
+    assert per_detector({**usage, "counters": {}}, prices, ModelParams()) == []

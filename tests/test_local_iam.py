@@ -156,7 +156,7 @@ def test_orchestrator_is_held_to_its_function_role() -> None:
     from vqa.meter import Meter
 
     template = synth_template(MONOLITH_STACK)
-    _drop_action(template, "OrchestratorFunctionServiceRole", "sqs:SendMessage")
+    _drop_action(template, "FunctionsOrchestratorRole", "sqs:SendMessage")
     emu = create_emulation(template=template)
     emu.client("s3").put_object(Bucket=emu.source_bucket, Key="a.mp4", Body=b"x")
     event = {"stream": "s", "source": f"s3://{emu.source_bucket}/a.mp4"}

@@ -321,6 +321,22 @@ def test_corpus_loudness_defects_found(corpus: Corpus, name: str) -> None:
         assert got.end == pytest.approx(w["end"], abs=tol), (got, w)
 
 
+def test_every_corpus_clip_has_the_loudness_its_truth_says(corpus: Corpus) -> None:
+    """Deployed by the stacks, loudness runs over every clip, not only its own: on the whole
+    corpus at the defaults it finds each loudness defect of the truth (the clipped intervals'
+    true peaks, the sync beeps' level, the loudness clips) and nothing the truth does not
+    expect or leave unjudged."""
+    wrong = {}
+    for clip in corpus.clips():
+        if not clip["has_audio"]:
+            continue
+        res = analyze(str(corpus.path(clip["file"])), detectors=["loudness"])
+        got = C.score([d.to_json() for d in res.defects], clip, ["loudness"])
+        if got["missed"] or got["false_alarms"]:
+            wrong[clip["file"]] = got
+    assert not wrong, wrong
+
+
 def test_pauses_short_bursts_and_silence_raise_nothing() -> None:
     """Programme with a 7 s pause at room-tone level (-50 dBFS RMS), a 2 s burst 10 LU over,
     and 15 s of digital silence: the holds (10 s quiet, 5 s loud) and the -70 LUFS gate."""

@@ -19,19 +19,13 @@ import pytest
 
 from vqa import media
 from vqa.analyze import analyze
-from vqa.corpus import VideoSpec, cfr_times, encode, flat_frame, write_transport_corpus
+from vqa.corpus import VideoSpec, cfr_times, encode, flat_frame
 from vqa.detectors import create
 from vqa.events import DefectEvent
 from vqa.segment import Segment, TransportChunk
 from vqa.tsanalysis import CC_ERROR, NULL_PID, Limits, Tr101290, looks_like_ts
 
 FFMPEG = shutil.which("ffmpeg")
-
-
-@pytest.fixture(scope="session")
-def ts_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("transport")
-    return out, write_transport_corpus(out)
 
 
 def _clip(ts_corpus: tuple[Path, dict[str, Any]], name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import io
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,7 @@ import av
 import numpy as np
 import pytest
 
-from vqa import live, media, urlguard
+from vqa import hls_cursor, live, media, urlguard
 from vqa.errors import BadSourceError
 
 
@@ -130,6 +131,20 @@ def _analyze(url: str) -> list[Any]:
     return list(media.iter_segments(url))
 
 
+def _cursor(url: str) -> list[Any]:
+    """The distributed converter's reader (vqa.hls_cursor), step by step to the end tag."""
+    cur = hls_cursor.open_cursor(url, now=time.time())
+    steps = []
+    while not steps or steps[-1].kind != hls_cursor.ENDED:
+        steps.append(hls_cursor.advance(cur, url, now=time.time(), segment_seconds=1.0))
+        cur = steps[-1].cursor
+    return steps
+
+
+#: Every reader of a remote source: vqa watch's live path, vqa analyze's, the converter's.
+READERS = (_follow, _analyze, _cursor)
+
+
 # Each forbidden target and the phrase its refusal must carry.
 FORBIDDEN = {
     "instance metadata": ("http://169.254.169.254/latest/meta-data/", "EC2 instance metadata"),
@@ -157,7 +172,7 @@ def test_playlist_entry_pointing_at_a_forbidden_target_is_refused(
 ) -> None:
     target, why = FORBIDDEN[name]
     url = origin.playlist(target)
-    for read in (_follow, _analyze):  # vqa watch / the live path, and vqa analyze's
+    for read in READERS:
         with pytest.raises(BadSourceError) as err:
             read(url)
         msg = str(err.value)
@@ -173,7 +188,7 @@ def test_a_redirect_to_a_forbidden_target_is_refused(
     before = len(origin.paths)
     # The playlist itself redirected, and a segment entry that redirects.
     for url in (origin.go(target), origin.playlist(origin.go(target))):
-        for read in (_follow, _analyze):
+        for read in READERS:
             with pytest.raises(BadSourceError) as err:
                 read(url)
             assert "\n" not in str(err.value) and why in str(err.value), str(err.value)
@@ -362,3 +377,57 @@ def test_cdk_json_allowed_origins_are_validated() -> None:
     assert VqaConfig().allowed_origins == ()
     with pytest.raises(ValueError, match="allowed_origins"):
         VqaConfig.from_context({"allowed_origins": ["ftp://nope"]})
+
+
+@pytest.mark.parametrize(
+    ("arch", "target"),
+    [
+        ("distributed", "instance metadata"),  # the Start/Convert functions
+        ("monolith", "private"),  # the shard tasks' workers
+    ],
+)
+def test_the_emulated_services_refuse_a_private_target(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch, arch: str, target: str
+) -> None:
+    """The guard as the templates switch it on, in the emulation: the origin on loopback is
+    read (the local platform allows loopback), the private entry it lists is refused, and the
+    refusal is the stream's recorded failure."""
+    from vqa.local import provision
+
+    # The guard must come from the template's environment, not this process's.
+    monkeypatch.delenv(urlguard.ENV_ENABLED, raising=False)
+    monkeypatch.delenv(urlguard.ENV_ALLOWED, raising=False)
+    address, why = FORBIDDEN[target]
+    url = origin.playlist(address)
+    before = len(origin.paths)
+    if arch == "distributed":
+        from vqa.local.distributed import run_local
+    else:
+        from vqa.local.monolith import run_local  # type: ignore[assignment]
+    with pytest.raises(BadSourceError) as err:
+        run_local(url)
+    msg = str(err.value)
+    assert "\n" not in msg and why in msg and "refused" in msg, msg
+    assert urlguard.redact(url) in msg, msg
+    assert "/list.m3u8" in origin.paths[before:]  # loopback reached: the platform's allowance
+    assert provision.LOCAL_ALLOWED_ORIGINS == ("127.0.0.0/8",)
+    if arch == "distributed":
+        recorded = err.value.recorded  # type: ignore[attr-defined]
+        assert recorded["state"] == "failed" and recorded["error"] == "BadSourceError"
+
+
+def test_the_local_platform_appends_loopback_to_the_template_allow_list() -> None:
+    from vqa.local.provision import platform_environment
+
+    env = {urlguard.ENV_ENABLED: "1", urlguard.ENV_ALLOWED: "10.20.0.0/16,.encoders.internal"}
+    out = platform_environment(env)
+    assert out[urlguard.ENV_ENABLED] == "1"  # never switched off
+    assert out[urlguard.ENV_ALLOWED] == "10.20.0.0/16,.encoders.internal,127.0.0.0/8"
+    assert (
+        platform_environment({urlguard.ENV_ENABLED: "1", urlguard.ENV_ALLOWED: ""})[
+            urlguard.ENV_ALLOWED
+        ]
+        == "127.0.0.0/8"
+    )
+    # Functions that fetch nothing (no allow-list in the template) are left as they are.
+    assert platform_environment({"TABLE_NAME": "t"}) == {"TABLE_NAME": "t"}

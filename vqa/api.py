@@ -36,7 +36,7 @@ CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SOURCE = 2048
 REQUEST_FIELDS = frozenset({"source", "detectors", "thresholds", "client_token"})
 #: States after which there is nothing left to stop.
-FINAL_STATES = frozenset({"done", "failed", "stopped"})
+FINAL_STATES = results.FINAL_STATES
 
 
 class ApiError(Exception):
@@ -249,9 +249,12 @@ def create_stream(
             raise ApiError(
                 409, f"client_token {stream_id!r} was used for a different request"
             ) from None
-        # A retry: start again (idempotent per architecture) in case the first attempt died
-        # between recording the request and starting the stream.
-        start(stream_id, request)
+        # A retry. Start again in case the first attempt died between recording the request
+        # and starting the stream, but only while nothing recorded the stream: the monolith's
+        # orchestrator would queue every shard's job a second time (the distributed start is
+        # idempotent by execution name anyway).
+        if results.read_status(dynamodb=dynamodb, table=table, stream=stream_id) is None:
+            start(stream_id, request)
         return 200, get_stream(stream_id, dynamodb=dynamodb, table=table)[1]
     try:
         start(stream_id, request)
@@ -312,7 +315,8 @@ def stream_view(
     unmonitored = status.unmonitored_seconds if status else 0.0
     return {
         "id": stream_id,
-        "state": status.state if status else "submitted",
+        # A stop requested before the architecture recorded the stream: still "submitted".
+        "state": status.state if status and status.state else "submitted",
         "source": redact(source) if source else "",
         "detectors": request.get("detectors"),
         "stop_requested": bool(status and status.stop_requested),

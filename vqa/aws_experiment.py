@@ -1,10 +1,13 @@
 """``vqa experiment --aws``: the A/B against the two deployed stacks in a sandbox account.
 
 The stacks are found through CloudFormation (``VqaDistributed`` and ``VqaMonolith``: their
-outputs name the entry points, their resources the functions, queues and the Auto Scaling group
-to meter). Each source is uploaded to both stacks' source buckets, both architectures are started
-on it at the same time (``StartExecution`` on the state machine; the orchestrator Lambda), and the
-run waits on the streams' status items in the results tables, then reads the defects back.
+outputs name the front doors, their resources the functions, queues and the Auto Scaling group
+to meter). Both are driven the same way, through their front doors (:mod:`vqa.api`, called by
+:class:`vqa.client.ApiClient`: SigV4 to each stack's ``ApiUrl``), as ``vqa submit/status`` do:
+each source is uploaded to both stacks' source buckets, ``POST /streams`` starts it on both at
+the same time (the client token names the stream, so a retried request starts nothing twice),
+``GET /streams/{id}`` is polled until each is done, and its defects are read from that same
+view.
 
 Usage is metered from AWS itself over the run's time window, into the same usage schema the local
 runners produce (so one cost model prices both):
@@ -25,7 +28,6 @@ With ``--cost-explorer FROM TO`` it also reads the actual cost grouped by the
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import sys
 import time
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from vqa.client import API_URL_OUTPUT, ApiClient, ClientError
 from vqa.errors import BadSourceError, ConfigError, VqaError
 
 DISTRIBUTED_STACK = "VqaDistributed"
@@ -54,7 +57,8 @@ S3_REQUEST_METRICS = {
 }
 #: History events that schedule a task; more of them than Task states entered are retries.
 _SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
-DONE_STATES = frozenset({"done", "failed"})
+#: States of a stream after which nothing more happens (vqa.api's); only ``done`` is a success.
+DONE_STATES = frozenset({"done", "failed", "stopped"})
 
 
 class AwsExperimentError(VqaError):
@@ -463,13 +467,14 @@ def cost_explorer_costs(ce: Any, start: str, end: str) -> dict[str, Any]:
 @dataclass
 class Stream:
     architecture: str
-    stream: str
+    stream: str  # the stream's id: the client token it was submitted with
     source: str
     uri: str
     duration: float
-    table: str
     state: str = "pending"
     error: str = ""
+    #: The last ``GET /streams/{id}`` body (state, defects, open defects, monitored time).
+    view: dict[str, Any] = field(default_factory=dict)
 
 
 class AwsExperiment:
@@ -496,6 +501,7 @@ class AwsExperiment:
         self.session = session
         self.region = region or session.region_name
         self._clients: dict[str, Any] = {}
+        self._apis: dict[str, ApiClient] = {}
         self.stack_names = {"distributed": distributed_stack, "monolith": monolith_stack}
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
@@ -545,44 +551,47 @@ class AwsExperiment:
 
         return float(probe(source).duration)
 
-    # -- start
+    # -- the front doors
 
-    def start_distributed(self, info: StackInfo, st: Stream) -> None:
-        self.client("stepfunctions").start_execution(
-            stateMachineArn=info.output("StateMachineArn"),
-            name=f"{st.stream}-0"[:80],
-            input=json.dumps({"stream": st.stream, "source": st.uri, "index": 0}),
-        )
+    def api(self, info: StackInfo, architecture: str) -> ApiClient:
+        """The front door of ``architecture``'s stack (its ``ApiUrl`` output), signed with this
+        session's credentials."""
+        if architecture not in self._apis:
+            url = info.output(API_URL_OUTPUT)
+            try:
+                self._apis[architecture] = ApiClient.for_endpoint(url, session=self.session)
+            except ClientError as exc:
+                raise AwsExperimentError(f"stack {info.name}: {exc}") from None
+        return self._apis[architecture]
 
-    def start_monolith(self, info: StackInfo, st: Stream) -> None:
-        resp = self.client("lambda").invoke(
-            FunctionName=info.output("OrchestratorFunctionName"),
-            Payload=json.dumps({"stream": st.stream, "source": st.uri}).encode(),
-        )
-        if resp.get("FunctionError"):
-            body = resp["Payload"].read().decode(errors="replace")
-            raise AwsExperimentError(f"{st.source}: the orchestrator refused it: {body[:300]}")
+    def submit(self, api: ApiClient, st: Stream) -> None:
+        """``POST /streams``: start ``st`` (idempotent on its id, the client token)."""
+        try:
+            view = api.submit(st.uri, client_token=st.stream)
+        except ClientError as exc:
+            raise AwsExperimentError(
+                f"{st.source}: the {st.architecture} front door refused it: {exc}"
+            ) from None
+        st.stream, st.view = str(view["id"]), view
+        st.state = str(view.get("state", "submitted"))
 
     # -- wait
 
-    def status(self, st: Stream) -> tuple[str, str]:
-        from vqa.results import get_status
+    def status(self, api: ApiClient, st: Stream) -> tuple[str, str]:
+        """``GET /streams/{id}``: the stream's state (one for both architectures: the monolith's
+        shards are summed up by the stack) and, once it failed, why."""
+        try:
+            st.view = api.status(st.stream)
+        except ClientError as exc:
+            if exc.status is not None and exc.status < 500 and exc.status != 429:
+                raise AwsExperimentError(f"{st.architecture}:{st.stream}: {exc}") from None
+            return st.state, ""  # throttled or a transient failure: ask again next poll
+        state = str(st.view.get("state", "pending"))
+        if state == "stopped":
+            return "failed", "stopped before its end"
+        return state, str(st.view.get("error", "")) if state == "failed" else ""
 
-        item = get_status(dynamodb=self.client("dynamodb"), table=st.table, stream=st.stream)
-        if not item:
-            return "pending", ""
-        state = str(item.get("state", "pending"))
-        if state in DONE_STATES:
-            return state, str(item.get("error", ""))
-        # The monolith: one attribute per shard; the stream is done when every shard is.
-        shards = json.loads(item["shards"]) if item.get("shards") else []
-        if shards:
-            states = [str(item.get(f"shard_{s}", "pending")) for s in shards]
-            if all(s in DONE_STATES for s in states):
-                return ("failed" if "failed" in states else "done"), str(item.get("error", ""))
-        return state, ""
-
-    def wait(self, streams: list[Stream]) -> None:
+    def wait(self, streams: list[Stream], apis: Mapping[str, ApiClient]) -> None:
         from tqdm import tqdm
 
         deadline = time.monotonic() + self.timeout_seconds
@@ -597,7 +606,7 @@ class AwsExperiment:
                 for st in streams:
                     if st.state in DONE_STATES:
                         continue
-                    st.state, st.error = self.status(st)
+                    st.state, st.error = self.status(apis[st.architecture], st)
                     if st.state in DONE_STATES:
                         bar.update()
                 pending = [st for st in streams if st.state not in DONE_STATES]
@@ -614,10 +623,7 @@ class AwsExperiment:
         self, sources: Sequence[str], *, cost_explorer: Sequence[str] | None = None
     ) -> dict[str, Any]:
         stacks = self.stacks()
-        tables = {
-            "distributed": stacks["distributed"].output("ResultsTable", "DefectsTableName"),
-            "monolith": stacks["monolith"].output("DefectsTableName", "ResultsTable"),
-        }
+        apis = {arch: self.api(info, arch) for arch, info in stacks.items()}
         buckets = {
             "distributed": stacks["distributed"].output("SourceBucket", "SourceBucketName"),
             "monolith": stacks["monolith"].output("SourceBucketName", "SourceBucket"),
@@ -633,16 +639,12 @@ class AwsExperiment:
                         source=src,
                         uri=self.upload(src, buckets[arch]),
                         duration=duration,
-                        table=tables[arch],
                     )
                 )
         start = self.clock()
         for st in streams:
-            if st.architecture == "distributed":
-                self.start_distributed(stacks["distributed"], st)
-            else:
-                self.start_monolith(stacks["monolith"], st)
-        self.wait(streams)
+            self.submit(apis[st.architecture], st)
+        self.wait(streams, apis)
         end = self.clock()
         failed = [
             f"{s.architecture}:{s.source}: {s.error or 'failed'}"
@@ -652,19 +654,15 @@ class AwsExperiment:
         if failed:
             raise AwsExperimentError("streams failed: " + "; ".join(failed))
 
-        from vqa.results import read_defects
-
         runs: dict[str, list[dict[str, Any]]] = {"distributed": [], "monolith": []}
         for st in streams:
-            defects = read_defects(
-                dynamodb=self.client("dynamodb"), table=st.table, stream=st.stream
-            )
             runs[st.architecture].append(
                 {
                     "source": st.source,
                     "stream": st.stream,
                     "duration": st.duration,
-                    "defects": [d.to_json() for d in defects],
+                    # The done stream's view, as GET /streams/{id} gives it for both stacks.
+                    "defects": list(st.view.get("defects", [])),
                 }
             )
         if self.metrics_delay_seconds > 0:

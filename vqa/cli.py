@@ -1,5 +1,5 @@
 """The ``vqa`` command line: analyze, run, experiment, corpus, watch; submit, status, stop and
-defects against a deployed stack.
+defects against a stack's front door (deployed, or local: ``serve``).
 
 Contract (DESIGN.md): with ``--json`` stdout holds exactly one JSON object and progress goes to
 stderr; bad input prints one line on stderr naming the source and the reason and exits 2.
@@ -142,12 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_front_door(p: argparse.ArgumentParser) -> None:
+    """``--stack NAME`` (a deployed stack) or ``--endpoint URL`` (e.g. ``vqa serve``'s)."""
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--stack",
+        help="the deployed stack (VqaDistributed or VqaMonolith): its ApiUrl output is used",
+    )
+    where.add_argument(
+        "--endpoint",
+        help="a front door's URL: a local one (vqa serve, http://127.0.0.1:PORT/) unsigned, "
+        "any other https:// and signed",
+    )
+
+
 def _add_stack_commands(sub: Any) -> None:
-    """``submit``, ``status``, ``stop``, ``defects``: a deployed stack's front door (vqa.client)."""
-    stack_help = "the deployed stack (VqaDistributed or VqaMonolith): its ApiUrl output is used"
-    p = sub.add_parser("submit", help="start monitoring a source on a deployed stack")
+    """``submit``, ``status``, ``stop``, ``defects``: a stack's front door (vqa.client);
+    ``serve``: the front door of a locally emulated stack (vqa.local.api_server)."""
+    p = sub.add_parser("submit", help="start monitoring a source on a stack")
     p.add_argument("source", help="http(s):// URL (live HLS, MPEG-TS) or s3://SOURCE_BUCKET/key")
-    p.add_argument("--stack", required=True, help=stack_help)
+    _add_front_door(p)
     p.add_argument("--detectors", type=_detector_list, default=None)
     _add_set_option(p)
     p.add_argument("--client-token", default=None, help="idempotency token: a retry is a no-op")
@@ -159,8 +173,21 @@ def _add_stack_commands(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=what)
         p.add_argument("id", help="the stream id submit printed")
-        p.add_argument("--stack", required=True, help=stack_help)
+        _add_front_door(p)
         p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "serve",
+        help="the front door of a locally emulated stack on 127.0.0.1, until Ctrl-C",
+    )
+    p.add_argument("--arch", choices=("distributed", "monolith"), required=True)
+    p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
+    p.add_argument(
+        "--detectors",
+        type=_detector_list,
+        default=None,
+        help="deploy only these detectors (monolith: as one shard); default: cdk.json's",
+    )
+    _add_set_option(p)
 
 
 def _print_json(obj: dict[str, Any]) -> None:
@@ -274,7 +301,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_stack(args: argparse.Namespace) -> int:
     from vqa import client
 
-    api = client.ApiClient.for_stack(args.stack)
+    if args.endpoint is not None:
+        api = client.ApiClient.for_endpoint(args.endpoint)
+    else:
+        api = client.ApiClient.for_stack(args.stack)
     if args.command == "submit":
         view = api.submit(
             args.source,
@@ -300,7 +330,35 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from vqa.local.api_server import serve, stack_config
+
+    config = stack_config(args.detectors, _thresholds(args))
+    stop = threading.Event()
+
+    def announce(url: str) -> None:
+        sys.stdout.write(f"{url}\n")
+        sys.stdout.flush()  # a script reads the endpoint from the pipe at once
+        print(
+            f"vqa serve: {args.arch} front door at {url} (Ctrl-C stops it and its streams)",
+            file=sys.stderr,
+        )
+
+    # SIGINT (Ctrl-C) or SIGTERM: stop the streams, the workers and the emulation, exit 0.
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve(args.arch, port=args.port, stop=stop, announce=announce, config=config)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
+
+
 COMMANDS = {
+    "serve": _cmd_serve,
     "submit": _cmd_stack,
     "status": _cmd_stack,
     "stop": _cmd_stack,

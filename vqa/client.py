@@ -1,12 +1,15 @@
-"""A client of a deployed stack's front door (vqa.api), for ``vqa submit/status/stop/defects``.
+"""A client of a stack's front door (vqa.api), for ``vqa submit/status/stop/defects``.
 
-The stack is found by name: its CloudFormation output ``ApiUrl`` (stacks/constructs/front_door.py)
-is the function URL, called with SigV4 (service ``lambda``, the URL's region) and the caller's
-AWS credentials, as ``AWS_IAM`` function URLs require.
+A deployed stack is found by name: its CloudFormation output ``ApiUrl``
+(stacks/constructs/front_door.py) is the function URL, called with SigV4 (service ``lambda``, the
+URL's region) and the caller's AWS credentials, as ``AWS_IAM`` function URLs require. Or an
+endpoint is given (``--endpoint``): a local front door (``vqa serve``, on a loopback address) is
+called unsigned; any other must be ``https://`` and is signed like a stack's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import urllib.error
@@ -43,14 +46,58 @@ def api_url(stack: str, *, cloudformation: Any) -> str:
     return str(outputs[API_URL_OUTPUT])
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address literal (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass
 class ApiClient:
-    """Signed calls to one front door. ``credentials``: botocore credentials (a session's)."""
+    """Calls to one front door, signed with ``credentials`` (botocore credentials, a
+    session's); ``None`` for a local front door, which takes unsigned requests."""
 
     url: str
     credentials: Any
     region: str
     timeout: float = 30.0
+
+    @classmethod
+    def for_endpoint(cls, url: str, *, session: Any = None) -> ApiClient:
+        """The front door at ``url``: unsigned on a loopback address (``vqa serve``); else
+        ``https://`` only (the request is signed, credentials must not cross the network in
+        clear) and signed with SigV4 like a stack's."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError as exc:
+            raise ClientError(f"endpoint {url}: malformed URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise ClientError(f"endpoint {url}: expected an http(s):// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ClientError(f"endpoint {parts.scheme}://{host}: credentials in the URL")
+        if is_loopback(host):
+            return cls(url, None, "")
+        if parts.scheme != "https":
+            raise ClientError(
+                f"endpoint {url}: plain http is for a local front door (127.0.0.1) only; "
+                "use https:// (or --stack NAME)"
+            )
+        import boto3
+
+        session = session or boto3.Session()
+        creds = session.get_credentials()
+        if creds is None:
+            raise ClientError(f"endpoint {url}: no AWS credentials to sign requests with")
+        m = _FUNCTION_URL_REGION.search(host)
+        region = m.group(1) if m else session.region_name
+        if not region:
+            raise ClientError(f"endpoint {url}: no AWS region (set AWS_REGION)")
+        return cls(url, creds, region)
 
     @classmethod
     def for_stack(cls, stack: str, *, session: Any = None) -> ApiClient:
@@ -77,7 +124,9 @@ class ApiClient:
         req = AWSRequest(
             method=method, url=url, data=data, headers={"content-type": "application/json"}
         )
-        SigV4Auth(self.credentials.get_frozen_credentials(), "lambda", self.region).add_auth(req)
+        if self.credentials is not None:
+            creds = self.credentials.get_frozen_credentials()
+            SigV4Auth(creds, "lambda", self.region).add_auth(req)
         prepared = urllib.request.Request(url, data=data, method=method, headers=dict(req.headers))
         try:
             with urllib.request.urlopen(prepared, timeout=self.timeout) as resp:

@@ -91,13 +91,76 @@ def profile_sources(out_dir: Path, *, seconds: float = PROFILE_SECONDS) -> list[
     out: list[str] = []
     for name, (width, height, fps) in PROFILES.items():
         clip = out_dir / f"profile-{name}-{seconds:g}s.mp4"
-        if not clip.exists() or clip.stat().st_size == 0:
+        truth = truth_path(clip)
+        if not clip.exists() or clip.stat().st_size == 0 or not truth.exists():
             out_dir.mkdir(parents=True, exist_ok=True)
             partial = clip.with_name(f".{clip.stem}.partial{clip.suffix}")
-            write_sample_clip(partial, seconds=seconds, width=width, height=height, fps=fps)
+            entry = write_sample_clip(partial, seconds=seconds, width=width, height=height, fps=fps)
+            truth.write_text(json.dumps({**entry, "file": clip.name}, indent=2) + "\n")
             os.replace(partial, clip)
         out.append(str(clip))
     return out
+
+
+def truth_path(source: Path) -> Path:
+    """Where a source's own truth lies: ``NAME.truth.json`` beside it (one corpus entry)."""
+    return source.with_name(f"{source.stem}.truth.json")
+
+
+def truth_of(source: str) -> dict[str, Any] | None:
+    """The truth entry of a local source: its ``NAME.truth.json``, or its entry in a corpus
+    ``truth.json`` beside it; None when nobody wrote one (a user's stream)."""
+    path = Path(source)
+    own = truth_path(path)
+    try:
+        if own.is_file():
+            entry: dict[str, Any] = json.loads(own.read_text())
+            return entry
+        corpus = path.with_name("truth.json")
+        if corpus.is_file():
+            for entry in json.loads(corpus.read_text()).get("clips", []):
+                if entry.get("file") == path.name:
+                    return dict(entry)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def deployed_detectors(output: Mapping[str, Any]) -> list[str]:
+    """The detectors a run's architecture deployed (its metered config)."""
+    cfg = (output.get("usage") or {}).get("config") or {}
+    if cfg.get("detectors"):
+        return list(cfg["detectors"])
+    return [d for shard in cfg.get("shards") or [] for d in shard]
+
+
+def min_durations(detectors: Sequence[str]) -> dict[str, float]:
+    """Each detector's ``min_duration`` as the stacks deploy it (its default, or cdk.json's
+    ``vqa.thresholds``): shorter true defects are not for it to report."""
+    from vqa.detectors import create
+    from vqa.local.monolith import load_config
+
+    thresholds = load_config().thresholds
+    out = {}
+    for name in detectors:
+        config = create(name, **thresholds.get(name, {})).config
+        if hasattr(config, "min_duration"):
+            out[name] = float(config.min_duration)
+    return out
+
+
+def accuracy(source: str, output: Mapping[str, Any]) -> dict[str, int] | None:
+    """Missed and false-alarm counts of one run against the source's truth
+    (:func:`vqa.corpus.score`: the truth of the detectors the run deployed, at their minimum
+    durations); None without a truth."""
+    from vqa.corpus import score
+
+    entry = truth_of(source)
+    detectors = deployed_detectors(output)
+    if entry is None or not detectors:  # no truth, or a run that did not say what it ran
+        return None
+    got = score(output.get("defects", []), entry, detectors, min_durations=min_durations(detectors))
+    return {k: len(v) for k, v in got.items()}
 
 
 def profile_of(source: str) -> str:
@@ -509,6 +572,7 @@ def build_report(
                 "duration": float(outputs["monolith"][i].get("duration") or 0.0),
                 "defects": {k: len(outs[i].get("defects", [])) for k, outs in outputs.items()},
                 "agree": all(_defects_json(outs[i]) == ref for outs in outputs.values()),
+                "accuracy": {x: accuracy(src, outputs[x][i]) for x in ("distributed", "monolith")},
             }
         )
 
@@ -580,6 +644,7 @@ def build_report(
         "projection": project(projected, prices, params=params),
         "quotas": {x: quota_markers(r, prices) for x, r in projected.items()},
         "sources": per_source,
+        "per_detector": sweeps.per_detector(usages["distributed"], prices, params),
         "prices": prices.summary(),
         "price_table": prices.to_json(),
         "drivers": {

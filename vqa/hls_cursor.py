@@ -1,22 +1,29 @@
 """A live HLS stream read one media segment per call, its position kept as plain data.
 
+This is the one HLS reader of the project: the distributed converter calls :func:`advance` once
+per state-machine step, and :func:`vqa.live.follow` (``vqa watch``, the monolith's worker) calls
+:func:`read` in a loop over playlists it reloads itself, so both paths fetch, decode, skip and
+time segments, and declare input loss, by the same code.
+
 The distributed converter is a Lambda function: nothing survives between two of its invocations
-but what the state machine carries. :func:`advance` is :func:`vqa.live.follow`'s HLS loop cut at
-each media segment: it reloads the playlist, reads exactly the media segment with the cursor's
-media sequence number (never re-reading or seeking into earlier ones), decodes it through
-:func:`vqa.live.decode_chunk` onto the same stream timeline, and returns the new cursor with it.
+but what the state machine carries. :func:`advance` reloads the playlist and :func:`read` reads
+exactly the media segment with the cursor's media sequence number (never re-reading or seeking
+into earlier ones), decodes it through :func:`vqa.live.decode_chunk` onto the stream timeline,
+and returns the new cursor with it.
 A segment not yet published is a :data:`WAITING` step: the caller waits (the state machine's
 Wait state) and asks again. No media for ``loss_after`` seconds (default three target durations,
 as :mod:`vqa.live`) is input loss: a :data:`FLUSH` step carrying the ``input_loss`` started event
 (the detectors' open defects end where media stopped); when media flows again its segment carries
 the ended event, and stream time follows the wall clock across the gap, as in process.
 
-Wall-clock times in the cursor are epoch seconds (``time.time()``): successive steps run in
-different processes, possibly on different hosts.
+Wall-clock times in the cursor are epoch seconds (``time.time()``) where successive steps run in
+different processes, possibly on different hosts; an in-process follower may use any one clock
+(``time.monotonic``), since only differences of its readings count.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
@@ -37,6 +44,8 @@ from vqa.live import (
 )
 from vqa.segment import Segment
 
+log = logging.getLogger(__name__)
+
 #: A media segment was read: ``segments`` hold its media (possibly none for an empty segment).
 SEGMENT: Final = "segment"
 #: The next media segment is not published yet: ask again after :attr:`Cursor.wait_seconds`.
@@ -47,6 +56,8 @@ FLUSH: Final = "flush"
 ENDED: Final = "ended"
 
 StepKind = Literal["segment", "waiting", "flush", "ended"]
+#: :attr:`Cursor.seq` of a follower whose playlist listed no segment yet (see :func:`place`).
+UNPLACED: Final = -1
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Cursor:
 
     playlist: str  # the media playlist (a master playlist's first variant)
     target: float  # EXT-X-TARGETDURATION, seconds
-    seq: int  # media sequence number of the next segment to read
+    seq: int  # media sequence number of the next segment to read (UNPLACED: not chosen yet)
     last_media: float  # epoch seconds when media last arrived
     on_clock: float  # epoch seconds corresponding to the timeline's end
     loss_after: float  # seconds without media that are input loss
@@ -87,6 +98,9 @@ class Step:
     segments: list[Segment] = field(default_factory=list)
     events: list[DefectEvent] = field(default_factory=list)
     seen: float = 0.0  # stream time where the media read so far ends
+    #: ``[start, end)`` of stream time skipped for media that will never arrive (a failed
+    #: segment, a slide past the window), shorter than an input loss; None if nothing was.
+    gap: tuple[float, float] | None = None
 
     @property
     def sequence(self) -> int:
@@ -134,17 +148,44 @@ def is_live_hls(source: str) -> bool:
     if _sniff(source) != "hls":
         return False
     try:
-        pl = _media_playlist(source)[1]
+        pl = media_playlist(source)[1]
     except (OSError, ValueError) as exc:
         raise BadSourceError(source, _why(exc)) from None
     return not pl.ended
 
 
-def _media_playlist(source: str) -> tuple[str, Playlist]:
+def media_playlist(source: str) -> tuple[str, Playlist]:
+    """The media playlist's URL and contents (a master playlist's first variant)."""
     pl = _load(source, 0.0, source)
     if pl.variants:
         return pl.variants[0], _load(pl.variants[0], 0.0, source)
     return source, pl
+
+
+def reload(cursor: Cursor, source: str) -> Playlist | None:
+    """The cursor's playlist as the origin lists it now; None if that failed (a stall, as far as
+    input loss is concerned: the caller asks again)."""
+    try:
+        return _load(cursor.playlist, cursor.target, source)
+    except (OSError, ValueError, BadSourceError) as exc:
+        log.info("%s: playlist reload failed: %s", source, _why(exc))
+        return None
+
+
+def place(cursor: Cursor, pl: Playlist, *, now: float, start_sequence: int | None = None) -> Cursor:
+    """The cursor at its first segment, once ``pl`` lists one: the live edge (the last listed),
+    the start of an ended (VOD) playlist, or ``start_sequence`` if the window holds it or it is
+    the next to be published (a monitor handing over to its continuation: nothing lost or read
+    twice, nothing seeked)."""
+    cur = Cursor.from_json(cursor.to_json())
+    first = pl.entries[0] if pl.ended else pl.entries[-1]
+    cur.seq = first.seq
+    if start_sequence is not None and (
+        pl.entries[0].seq <= start_sequence <= pl.entries[-1].seq + 1
+    ):
+        cur.seq = start_sequence
+    cur.listed = now if any(e.seq == cur.seq for e in pl.entries) else None
+    return cur
 
 
 class NotPublished(Exception):
@@ -157,7 +198,7 @@ def open_cursor(source: str, *, now: float, loss_after: float | None = None) -> 
     Raises :class:`NotPublished` while the playlist lists no segment.
     """
     try:
-        url, pl = _media_playlist(source)
+        url, pl = media_playlist(source)
     except (OSError, ValueError) as exc:
         raise BadSourceError(source, _why(exc)) from None
     if pl.target <= 0:
@@ -205,10 +246,33 @@ def advance(
     segment_seconds: float,
     tracks: Collection[str] = ("video", "audio"),
 ) -> Step:
-    """Read the media segment ``cursor.seq`` if the origin has published it (see module doc).
+    """Reload the playlist and :func:`read` the media segment ``cursor.seq`` if the origin has
+    published it (see module doc). ``now`` is the current epoch time."""
+    return read(
+        cursor,
+        reload(cursor, source),
+        source,
+        now=now,
+        segment_seconds=segment_seconds,
+        tracks=tracks,
+    )
 
-    ``now`` is the current epoch time. The returned step's cursor is a new position; the given
-    one is not changed, so a retried call with the same cursor reads the same segment again.
+
+def read(
+    cursor: Cursor,
+    pl: Playlist | None,
+    source: str,
+    *,
+    now: float,
+    segment_seconds: float,
+    tracks: Collection[str] = ("video", "audio"),
+) -> Step:
+    """Read the media segment ``cursor.seq`` if ``pl`` (the playlist as last loaded; None if that
+    failed) lists it; else wait, or declare input loss once no media came for
+    ``cursor.loss_after``. ``now`` is the clock reading the cursor's times are on.
+
+    The returned step's cursor is a new position; the given one is not changed, so a retried call
+    with the same cursor reads the same segment again.
     """
     cur = Cursor.from_json(cursor.to_json())
     timeline = _load_timeline(cur.timeline)
@@ -217,19 +281,18 @@ def advance(
         cur.timeline = _save_timeline(timeline)
         return Step(kind, cur, seen=round(timeline.end, 6), **kw)
 
-    def hole(seconds: float) -> Step:
-        """Media that will never arrive (a failed segment, a slide past the window)."""
+    def hole(seconds: float, events: list[DefectEvent] | None = None) -> Step:
+        """Media that will never arrive: later media keeps its place on the stream clock."""
         if cur.lost is not None:  # during a loss the wall-clock gap counts it
             return step(WAITING)
+        start = timeline.end
         timeline.brk(seconds)
         cur.on_clock += seconds
-        return step(FLUSH)
+        return step(FLUSH, events=events or [], gap=(start, timeline.end))
 
-    try:
-        pl: Playlist | None = _load(cur.playlist, cur.target, source)
-    except (OSError, ValueError, BadSourceError):
-        pl = None
     if pl is not None and pl.entries:
+        if cur.seq == UNPLACED:
+            cur = place(cur, pl, now=now)
         if cur.seq < pl.entries[0].seq:
             # What we had not read yet slid out of the window: resume at the live edge. The
             # media sequence numbers say how many segments were skipped; those no longer
@@ -237,6 +300,7 @@ def advance(
             listed = {e.seq: e.duration for e in pl.entries}
             edge = pl.entries[-1].seq
             missed = sum(listed.get(q, cur.target) for q in range(cur.seq, edge))
+            log.warning("%s: fell behind the live window, jumping to the live edge", source)
             cur.seq, cur.listed = edge, now
             return hole(missed)
         entry = next((e for e in pl.entries if e.seq == cur.seq), None)
@@ -248,8 +312,9 @@ def advance(
             cur.listed = now if any(e.seq == cur.seq for e in pl.entries) else None
             cur.polled = None
             try:
-                data = _get(entry.uri, timeout=max(CONNECT_TIMEOUT, 2 * cur.target))
-            except (OSError, ValueError):
+                data = _get(entry.uri, timeout=max(CONNECT_TIMEOUT, 2 * cur.target), source=source)
+            except (OSError, ValueError) as exc:
+                log.warning("%s: segment %d: %s", source, entry.seq, _why(exc))
                 return hole(entry.duration)
             events: list[DefectEvent] = []
             if cur.lost is not None:
@@ -260,6 +325,7 @@ def advance(
                 loss = Defect(start=start, end=max(timeline.end, start), kind=INPUT_LOSS)
                 events.append(DefectEvent.ended(loss))
                 cur.lost = None
+                cur.on_clock = published - entry.duration  # where the timeline's end now is
             elif entry.discontinuity:
                 timeline.brk()
             try:
@@ -271,15 +337,16 @@ def advance(
                     expect=entry.duration,
                     tracks=tracks,
                 )
-            except BadSourceError:
-                if events:  # media did arrive, undecodable: the loss is over all the same
-                    return step(FLUSH, events=events)
-                return hole(entry.duration)
+            except BadSourceError as exc:
+                log.warning("%s: segment %d: %s", source, entry.seq, exc.reason)
+                # Media did arrive, undecodable: a loss is over all the same, and the
+                # segment's time is skipped so that later media keeps its place.
+                return hole(entry.duration, events)
             # The stream timeline's end corresponds to this segment's publication.
             cur.last_media = cur.on_clock = published
             return step(SEGMENT, segments=segs, events=events)
-        if pl.ended:
-            return step(ENDED)
+    if pl is not None and pl.ended:
+        return step(ENDED)  # the end tag, and everything before it read
     if cur.lost is None and now - cur.last_media > cur.loss_after:
         cur.lost = {"start": timeline.end, "since": cur.last_media}
         cur.polled = now

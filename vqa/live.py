@@ -15,6 +15,8 @@ analysed as soon as it is published, not when the next one arrives.
   counted in wall-clock time, so stream time stays consistent with the programme across it;
 - :class:`Gap` for a shorter hole (a segment that failed, a reconnection): stream time skips it.
 
+HLS is read by :mod:`vqa.hls_cursor`, the distributed converter's reader too (one reader for both
+live paths; this module only reloads the playlist and turns its steps into the items above).
 HLS specifics: a master playlist is followed through its first variant; the first segment read is
 the last one listed (the live edge; a VOD playlist is read from its start); a segment that drops out
 of the window before it was read makes the follower jump to the live edge; ``EXT-X-DISCONTINUITY``,
@@ -391,103 +393,56 @@ def _follow_hls(
     stop: threading.Event,
     start_sequence: int | None = None,
 ) -> Iterator[LiveItem]:
-    url = source
+    """A loop over :mod:`vqa.hls_cursor`'s reader, the distributed converter's too: this loop
+    only reloads the playlist (every half target duration) and turns each step into items."""
+    # hls_cursor builds on this module's playlists and timeline, so it is imported here.
+    from vqa import hls_cursor
+
     try:
-        pl = _load(url, 0.0, source)
-        if pl.variants:
-            url = pl.variants[0]
-            pl = _load(url, 0.0, source)
+        url, pl = hls_cursor.media_playlist(source)
     except (OSError, ValueError) as exc:
         raise BadSourceError(source, _why(exc)) from None
     if pl.target <= 0:
         raise BadSourceError(source, "playlist has no segments and no target duration")
     target = pl.target
-    threshold = loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * target
-    timeline = Timeline()
-    next_seq: int | None = None
-    last_media = clock()  # when media last arrived (input loss counts from here)
-    on_clock = last_media  # the wall time that corresponds to timeline.end
-    lost: InputLost | None = None
+    loaded = clock()
+    cursor = hls_cursor.Cursor(
+        playlist=url,
+        target=target,
+        seq=hls_cursor.UNPLACED,
+        last_media=loaded,
+        on_clock=loaded,
+        loss_after=loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * target,
+    )
     fresh: Playlist | None = pl
     while not stop.is_set():
-        loaded = clock()
-        if fresh is not None and fresh.entries:
-            if next_seq is None:
-                first = fresh.entries[0] if fresh.ended else fresh.entries[-1]
-                next_seq = first.seq
-                held = fresh.entries[0].seq <= (start_sequence or -1) <= fresh.entries[-1].seq + 1
-                if start_sequence is not None and held:
-                    next_seq = start_sequence
-                info["stream"] = StreamInfo("hls", url, target, next_seq)
-            todo = [e for e in fresh.entries if e.seq >= next_seq]
-            if next_seq < fresh.entries[0].seq:
-                # What we had not read yet slid out of the window: resume at the live edge. The
-                # media sequence numbers say how many segments were skipped; those no longer
-                # listed count a target duration each (as vqa.hls_cursor does).
-                listed = {e.seq: e.duration for e in fresh.entries}
-                edge = fresh.entries[-1].seq
-                missed = sum(listed.get(q, target) for q in range(next_seq, edge))
-                log.warning("%s: fell behind the live window, jumping to the live edge", source)
-                todo = fresh.entries[-1:]
-                if lost is None:
-                    yield _skip(timeline, missed)
-                    on_clock += missed
-            for e in todo:
-                if stop.is_set():
-                    return
-                next_seq = e.seq + 1
-                try:
-                    data = _get(e.uri, timeout=max(CONNECT_TIMEOUT, 2 * target), source=source)
-                except (OSError, ValueError) as exc:
-                    log.warning("%s: segment %d: %s", source, e.seq, _why(exc))
-                    if lost is None:  # (during a loss the wall-clock gap counts it)
-                        yield _skip(timeline, e.duration)  # keep later times right
-                        on_clock += e.duration
-                    continue
-                if lost is not None:
-                    # Wall-clock gap, less the new segment's own duration (it aired before it
-                    # was published): where its media sits on the stream clock.
-                    gap = clock() - on_clock - e.duration
-                    timeline.brk(gap)
-                    yield InputBack(lost.start, max(timeline.end, lost.start))
-                    lost = None
-                elif e.discontinuity:
-                    timeline.brk()
-                try:
-                    segs = decode_chunk(
-                        data,
-                        source=source,
-                        timeline=timeline,
-                        segment_seconds=seg_len,
-                        expect=e.duration,
-                        tracks=tracks,
-                    )
-                except BadSourceError as exc:
-                    log.warning("%s: segment %d: %s", source, e.seq, exc.reason)
-                    if lost is None:
-                        yield _skip(timeline, e.duration)
-                        on_clock += e.duration
-                    continue
-                last_media = on_clock = clock()
-                info["next_sequence"], info["sequence_end"] = next_seq, timeline.end
-                yield from segs
-        if (
-            fresh is not None
-            and fresh.ended
-            and (not fresh.entries or next_seq is None or next_seq > fresh.entries[-1].seq)
-        ):
+        if cursor.seq == hls_cursor.UNPLACED and fresh is not None and fresh.entries:
+            cursor = hls_cursor.place(cursor, fresh, now=clock(), start_sequence=start_sequence)
+            info["stream"] = StreamInfo("hls", url, target, cursor.seq)
+        step = hls_cursor.read(
+            cursor, fresh, source, now=clock(), segment_seconds=seg_len, tracks=tracks
+        )
+        cursor = step.cursor
+        for event in step.events:
+            if event.end is None:
+                assert cursor.lost is not None
+                yield InputLost(event.start, cursor.lost["since"])
+            else:
+                yield InputBack(event.start, event.end)
+        if step.gap is not None:
+            yield Gap(*step.gap)
+        if step.kind == hls_cursor.SEGMENT:
+            info["next_sequence"], info["sequence_end"] = cursor.seq, step.seen
+            yield from step.segments
+        if step.kind == hls_cursor.ENDED:
             return  # the end tag, and everything before it read
-        if lost is None and clock() - last_media > threshold:
-            lost = InputLost(timeline.end, last_media)
-            yield lost
+        if fresh is not None and any(e.seq == cursor.seq for e in fresh.entries):
+            continue  # listed already: read it now
         stop.wait(max(0.0, loaded + target / 2 - clock()))
         if stop.is_set():
             return
-        try:
-            fresh = _load(url, target, source)
-        except (OSError, ValueError, BadSourceError) as exc:
-            log.info("%s: playlist reload failed: %s", source, _why(exc))
-            fresh = None
+        loaded = clock()
+        fresh = hls_cursor.reload(cursor, source)
 
 
 # --------------------------------------------------------------------------- MPEG-TS over HTTP

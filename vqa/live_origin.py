@@ -36,11 +36,13 @@ __all__ = ["LiveOrigin", "OriginSegment", "package"]
 
 @dataclass(frozen=True)
 class OriginSegment:
-    """One packaged segment: program ``start`` (s, the clip's time), ``duration`` (s), TS bytes."""
+    """One packaged segment: program ``start`` (s, the clip's time), ``duration`` (s), TS bytes;
+    ``video``: its first frame's start and last frame's end (program time), if it has video."""
 
     start: float
     duration: float
     data: bytes
+    video: tuple[float, float] | None = None
 
 
 def _media_start(container: Any) -> float:
@@ -91,6 +93,7 @@ def package(
         ]
         blobs = [(d / n).read_bytes() for n in names]
     starts: list[float] = []
+    videos: list[tuple[float, float] | None] = []
     shift = 0.0
     for i, data in enumerate(blobs):
         with av.open(io.BytesIO(data), format="mpegts") as c:
@@ -101,10 +104,30 @@ def package(
                 if v is not None and clip_v is not None:
                     shift = v - (clip_v - clip_t0)
             starts.append(_media_start(c) - shift)
+            span = _video_span(c)
+            videos.append(None if span is None else (span[0] - shift, span[1] - shift))
     return [
-        OriginSegment(start=s, duration=dur, data=b)
-        for s, dur, b in zip(starts, durations, blobs, strict=True)
+        OriginSegment(start=s, duration=dur, data=b, video=v)
+        for s, dur, b, v in zip(starts, durations, blobs, videos, strict=True)
     ]
+
+
+def _video_span(container: Any) -> tuple[float, float] | None:
+    """First frame start and last frame end (s) of the container's video, from its packets."""
+    if not container.streams.video:
+        return None
+    stream = container.streams.video[0]
+    tb = float(stream.time_base)
+    # A packet without a duration lasts one frame at the stream's rate.
+    frame = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
+    times = [
+        (p.pts * tb, p.pts * tb + (p.duration * tb if p.duration else frame))
+        for p in container.demux(stream)
+        if p.pts is not None
+    ]
+    if not times:
+        return None
+    return min(t for t, _ in times), max(e for _, e in times)
 
 
 def _cut(src: Any, out: Any, segment_seconds: float, transcode: bool) -> None:
@@ -165,7 +188,15 @@ class LiveOrigin:
             raise ValueError("an origin needs at least one segment")
         self.segments = segments
         self.window, self.loops, self.end_tag = window, loops, end_tag
-        self.program = segments[-1].start + segments[-1].duration - segments[0].start
+        first, last = segments[0].video, segments[-1].video
+        # The loop period: a looped clip's picture repeats after its video's length, which is
+        # where a reader's clock carries on across the discontinuity; the playlist's EXTINF sum
+        # and the audio's priming differ from it by a few frames a loop.
+        self.program = (
+            last[1] - first[0]
+            if first is not None and last is not None
+            else segments[-1].start + segments[-1].duration - segments[0].start
+        )
         self.target = math.ceil(max(s.duration for s in segments))
         self.total = len(segments) * loops
         self.started = 0.0

@@ -115,15 +115,32 @@ def render_markdown(result: dict[str, Any]) -> str:
     w(f"- Sources: {len(result.get('sources', []))}, {qty(total)} s of stream in total.\n")
 
     w("## Sources\n")
-    w("| source | seconds | defects (" + " / ".join(archs) + ") | architectures agree |")
-    w("|---|---:|---:|---|")
+    w(
+        "| source | seconds | defects (" + " / ".join(archs) + ") | architectures agree |"
+        " missed (" + " / ".join(archs) + ") | false alarms (" + " / ".join(archs) + ") |"
+    )
+    w("|---|---:|---:|---|---:|---:|")
     for s in result.get("sources", []):
         counts = " / ".join(str(s["defects"].get(x, "-")) for x in archs)
+        acc = s.get("accuracy") or {}
+        missed, false = (
+            " / ".join(str((acc.get(x) or {}).get(k, "-")) for x in archs)
+            for k in ("missed", "false_alarms")
+        )
         w(
             f"| `{s['source']}` | {qty(s['duration'])} | {counts} | "
-            f"{'yes' if s.get('agree') else 'NO'} |"
+            f"{'yes' if s.get('agree') else 'NO'} | {missed} | {false} |"
         )
-    w("")
+    from vqa.corpus import DEFAULT_MATCH_SLACK, MATCH_SLACK
+
+    w(
+        "\nMissed and false alarms: against the source's truth (the generated clips' own, or a"
+        " `NAME.truth.json` beside a source; `-` without one), for the detectors each"
+        " architecture deployed; a found defect matches a true one of the same kind (and"
+        f" loudness reason) overlapping it within {DEFAULT_MATCH_SLACK:g} s (loudness:"
+        f" {MATCH_SLACK['loudness']:g} s, half the short-term window). Defects the truth leaves"
+        " unjudged (levels the clip's recipe does not control) count as neither.\n"
+    )
 
     per_source = result.get("per_source") or []
     if per_source:
@@ -211,6 +228,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                 + "."
             )
         w("")
+
+    if result.get("per_detector"):
+        _per_detector_lines(w, result["per_detector"])
 
     sizing = result.get("right_sizing")
     if sizing and sizing.get("error"):
@@ -410,6 +430,31 @@ def _lambda_lines(w: Any, functions: list[dict[str, Any]]) -> None:
             f" {qty(f['concurrency_per_stream'])} | {qty(f['init_seconds_billed'])} |"
             f" {qty(f['cold_starts'])} |"
         )
+
+
+def _per_detector_lines(w: Any, rows: list[dict[str, Any]]) -> None:
+    """What each detector's own function costs in the distributed baseline
+    (:func:`vqa.sweeps.per_detector`)."""
+    w("## What each detector costs (distributed baseline)\n")
+    w(
+        "Each detector is its own Lambda function, invoked once per segment: its requests, its"
+        " GB-seconds (at its memory's CPU share) and, on Standard, the state transition each"
+        " invocation enters. The objects it reads and the state it writes are in the S3 lines"
+        " above; in the monolith every detector of a shard shares one decode, and what they"
+        " add to it is in the shard's measured CPU.\n"
+    )
+    w(
+        "| detector | memory MB | invocations per stream-second | CPU ms per stream-second"
+        " (full core) | billed ms per stream-second | USD per stream-hour |"
+    )
+    w("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        w(
+            f"| `{r['detector']}` | {r['memory_mb']:,} | {qty(r['invocations_per_stream_second'])}"
+            f" | {qty(r['cpu_ms_per_stream_second'])} | {qty(r['billed_ms_per_stream_second'])}"
+            f" | {usd(r['usd_per_stream_hour'])} |"
+        )
+    w("")
 
 
 def _sweep_lines(w: Any, sw: dict[str, Any]) -> None:

@@ -7,15 +7,18 @@ Item format (table keys ``stream`` and ``defect``):
 - an alert record (:mod:`vqa.alerts`): ``defect = "alert#<event id>#<phase>"``, ``state``, ``body``;
 - the stream status: ``defect = "#status"``, one item per stream for both architectures
   (:func:`status_item`, read back as a :class:`StreamStatus`): ``state`` (``running``, ``done``,
-  ``failed``), ``source``, ``error``, and either stream-wide ``duration``/``skipped``/``segments``
-  (distributed: one writer at a time) or, per shard of the ``shards`` list, ``shard_<name>``
-  (its state), ``duration_<name>``, ``skipped_<name>``, ``reason_<name>``,
+  ``stopped``, ``failed``), ``source``, ``error``, and either stream-wide
+  ``duration``/``skipped``/``segments`` (distributed: one writer at a time) or, per shard of
+  the ``shards`` list, ``shard_<name>`` (its state), ``duration_<name>``, ``skipped_<name>``,
+  ``reason_<name>``,
   ``unmonitored_<name>`` (monolith: shards write concurrently, each only its own attributes);
   ``unmonitored`` / ``unmonitored_<name>`` list live stream time nobody watched (JSON
   ``[[start, end], ...]``). Values are strings, JSON for the others.
   ``stop_requested`` (``"true"``) and ``stop_requested_at``: monitoring was asked to stop
   (:func:`request_stop`; the front door's DELETE, :mod:`vqa.api`); read it as
-  :attr:`StreamStatus.stop_requested` (which also honours the older ``stop`` attribute).
+  :attr:`StreamStatus.stop_requested` (which also honours the older ``stop`` attribute). A
+  stop request survives :func:`put_status` (it may come before the stream is recorded); a
+  stream that stopped on request ends in state ``stopped``.
 - the front door's idempotency record: ``defect = "#request"`` (:data:`REQUEST_KEY`), the request
   and its fingerprint (:mod:`vqa.api`). Keys starting with ``#`` are metadata, never defects.
 
@@ -32,6 +35,10 @@ from typing import Any
 from vqa.defects import Defect, sort_defects
 
 STATUS_KEY = "#status"
+#: The status attribute of a stop request (:func:`request_stop`); final state ``stopped``.
+STOP_REQUESTED = "stop_requested"
+#: States after which a stream runs no more.
+FINAL_STATES = frozenset({"done", "failed", "stopped"})
 #: Sort key of the front door's idempotency record (vqa.api): one per stream.
 REQUEST_KEY = "#request"
 #: Sort-key prefix of the alert records :mod:`vqa.alerts` keeps (not defects).
@@ -127,8 +134,23 @@ def status_item(stream: str, state: str, **fields: Any) -> dict[str, Any]:
 
 
 def put_status(*, dynamodb: Any, table: str, stream: str, state: str, **fields: Any) -> None:
-    """Record the stream's state (``running``, ``done``, ``failed``) and details (an error)."""
-    dynamodb.put_item(TableName=table, Item=status_item(stream, state, **fields))
+    """Record the stream's state (``running``, ``done``, ``stopped``, ``failed``) and details
+    (an error), replacing the item, except a stop request: that survives.
+
+    The front door's DELETE may land before the architecture records the stream (the
+    distributed ``Start`` step): its stop request then already sits in the item, and a plain
+    put would erase it and the stream would run on. The put is conditional on there being
+    none; where there is one, the fields are set around it instead.
+    """
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item=status_item(stream, state, **fields),
+            ConditionExpression="attribute_not_exists(#stop)",
+            ExpressionAttributeNames={"#stop": STOP_REQUESTED},
+        )
+    except dynamodb.exceptions.ConditionalCheckFailedException:
+        update_status(dynamodb=dynamodb, table=table, stream=stream, state=state, **fields)
 
 
 def update_status(*, dynamodb: Any, table: str, stream: str, **fields: Any) -> dict[str, str]:
@@ -152,9 +174,16 @@ def update_status(*, dynamodb: Any, table: str, stream: str, **fields: Any) -> d
 
 
 def request_stop(*, dynamodb: Any, table: str, stream: str, at: str) -> dict[str, str]:
-    """Ask monitoring of ``stream`` to stop (``at``: UTC ISO-8601); the new status item."""
+    """Ask monitoring of ``stream`` to stop (``at``: UTC ISO-8601); the new status item.
+
+    It may come before the stream is recorded at all: the item then holds only the request,
+    which :func:`put_status` keeps when the architecture records the stream.
+    """
     return update_status(
-        dynamodb=dynamodb, table=table, stream=stream, stop_requested=True, stop_requested_at=at
+        dynamodb=dynamodb,
+        table=table,
+        stream=stream,
+        **{STOP_REQUESTED: True, f"{STOP_REQUESTED}_at": at},
     )
 
 

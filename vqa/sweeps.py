@@ -320,6 +320,53 @@ def detector_count(
     }
 
 
+def per_detector(
+    usage: Mapping[str, Any], prices: PriceTable, params: ModelParams
+) -> list[dict[str, Any]]:
+    """What each detector's own Lambda function costs in the distributed run, from the metered
+    ``detector_seconds@NAME@MB`` / ``detector_invocations@NAME@MB`` counters: its requests, its
+    GB-seconds (timed on a full core, billed at the memory's CPU share as the cost model does)
+    and, on Standard workflows, the one state transition each invocation enters. The objects it
+    reads and the state object it writes are in the run's shared S3 lines, not here. Empty when
+    the run did not meter per detector (a deployed run)."""
+    counters: Mapping[str, Any] = usage.get("counters") or {}
+    stream_s = float(usage.get("stream_seconds") or 0.0)
+    config = usage.get("config") or {}
+    if stream_s <= 0:
+        return []
+    arch = str(config.get("lambda_architecture") or "x86_64")
+    standard = str(config.get("workflow_type") or "STANDARD").upper() == "STANDARD"
+    request_usd = prices.unit_usd("lambda", "requests")
+    gb_s_usd = prices.unit_usd("lambda", f"duration_{arch}")
+    transition_usd = prices.unit_usd("stepfunctions", "standard_transitions") if standard else 0.0
+    metered: dict[tuple[str, int], list[float]] = {}
+    for key, v in counters.items():
+        name, _, rest = key.partition("@")
+        if name not in ("detector_seconds", "detector_invocations") or not rest:
+            continue
+        detector, _, mem = rest.rpartition("@")
+        row = metered.setdefault((detector, int(mem)), [0.0, 0.0])
+        row[name == "detector_invocations"] += float(v)
+    order = {d: i for i, d in enumerate(config.get("detectors") or [])}
+    out = []
+    for (detector, memory_mb), (seconds, calls) in sorted(
+        metered.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0])
+    ):
+        billed = seconds / min(1.0, memory_mb / params.lambda_mb_per_vcpu)
+        usd = calls * (request_usd + transition_usd) + billed * memory_mb / 1024 * gb_s_usd
+        out.append(
+            {
+                "detector": detector,
+                "memory_mb": memory_mb,
+                "invocations_per_stream_second": calls / stream_s,
+                "cpu_ms_per_stream_second": 1000.0 * seconds / stream_s,
+                "billed_ms_per_stream_second": 1000.0 * billed / stream_s,
+                "usd_per_stream_hour": usd * 3600.0 / stream_s,
+            }
+        )
+    return out
+
+
 def segment_length(
     usages: Mapping[str, Mapping[str, Any]],
     price: Callable[[str, Mapping[str, Any], Capacity | None], CostResult],

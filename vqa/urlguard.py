@@ -38,7 +38,8 @@ import ipaddress
 import os
 import socket
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -48,6 +49,12 @@ from vqa.errors import BadSourceError
 
 ENV_ENABLED = "VQA_URL_GUARD"
 ENV_ALLOWED = "VQA_ALLOWED_ORIGINS"
+
+#: The environment of the Lambda function being invoked in this process (the local emulation
+#: runs handlers in-process, each with its own environment), else None: os.environ applies.
+FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "vqa_function_environment", default=None
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -315,9 +322,17 @@ class _GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
 # --------------------------------------------------------------------------- configuration
 
 
+def _environ() -> Mapping[str, str]:
+    # A handler run in-process by the local emulation has its function's environment here, not
+    # in os.environ; the guard must follow the function's setting, as it does when deployed.
+    local = FUNCTION_ENVIRONMENT.get()
+    return os.environ if local is None else local
+
+
 def enabled() -> bool:
-    """Whether this process guards the URLs it fetches (``VQA_URL_GUARD``)."""
-    return os.environ.get(ENV_ENABLED, "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether this process (or the function it runs) guards the URLs it fetches
+    (``VQA_URL_GUARD``)."""
+    return _environ().get(ENV_ENABLED, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def environment(allowed_origins: Iterable[str]) -> dict[str, str]:
@@ -340,7 +355,7 @@ def guard_from_env(*, allow_s3: bool = False) -> UrlGuard | None:
     """The guard this process runs with, or None where it is off (see the module docstring)."""
     if not enabled():
         return None
-    return UrlGuard.from_origins(parse_origins(os.environ.get(ENV_ALLOWED, "")), allow_s3=allow_s3)
+    return UrlGuard.from_origins(parse_origins(_environ().get(ENV_ALLOWED, "")), allow_s3=allow_s3)
 
 
 def urlopen(url: str, *, timeout: float, source: str | None = None) -> Any:

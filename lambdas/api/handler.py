@@ -15,17 +15,17 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import logging
 import os
 from typing import Any
 
 import boto3
 
 from vqa import api
+from vqa.observability import Observer
 from vqa.urlguard import ENV_ALLOWED, UrlGuard, parse_origins
 
-log = logging.getLogger("vqa.api")
-log.setLevel(logging.INFO)
+OBS = Observer("api", architecture=os.environ.get("VQA_ARCHITECTURE", ""))
+logger, metrics, tracer = OBS.logger, OBS.metrics, OBS.tracer
 
 
 @functools.cache
@@ -55,6 +55,9 @@ def app() -> api.Api:
     )
 
 
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # bodies hold sources (tokens)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     http = event.get("requestContext", {}).get("http", {})
     method = str(http.get("method", "GET"))
@@ -65,10 +68,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         status, out = app().handle(method, path, body)
     except Exception as exc:  # an AWS call failed: the client may retry (idempotent with a token)
-        log.exception("request failed: %s %s", method, path)
+        logger.exception("request failed", extra={"method": method, "path": path})
         status, out = 503, {"error": f"could not complete the request ({type(exc).__name__})"}
     # The path and status only: bodies hold sources, whose query strings may carry tokens.
-    log.info(json.dumps({"msg": "api", "method": method, "path": path, "status": status}))
+    logger.info("api", extra={"method": method, "path": path, "status": status})
     return {
         "statusCode": status,
         "headers": {"content-type": "application/json"},

@@ -1,4 +1,4 @@
-"""What the distributed handlers share: configuration, AWS clients, logs and transient errors.
+"""What the distributed handlers share: configuration, AWS clients, observability, transient errors.
 
 Clients are created once per process (on first use) and are swappable: the local emulation
 installs clients that talk to moto and carry a :class:`vqa.meter.Meter`, and the same meter
@@ -11,14 +11,11 @@ each invocation's environment through a context variable instead of mutating ``o
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,11 +23,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from vqa.events import DefectEvent, Phase
+from vqa.observability import Observer, default_sink
 
-#: The environment of the function being invoked in-process (local emulation), else None.
-FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
-    "vqa_function_environment", default=None
-)
+# One context variable for the invoked function's environment: vqa.urlguard reads it too.
+from vqa.urlguard import FUNCTION_ENVIRONMENT
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -77,18 +73,19 @@ class Clients:
 CLIENTS = Clients()
 
 
-def _stdout_sink(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+#: The architecture these handlers make up: the ``Architecture`` dimension of their metrics.
+ARCHITECTURE = "distributed"
 
+#: Where log lines and EMF documents go: stdout in Lambda (its log stream, from which
+#: CloudWatch extracts the metrics); the emulator swaps in a sink that meters and keeps them.
+LOG_SINK: Callable[[str], None] = default_sink
 
-#: Where log lines go: stdout in Lambda (CloudWatch Logs); the emulator meters and keeps them.
-LOG_SINK: Callable[[str], None] = _stdout_sink
-
-
-def log(message: str, **fields: Any) -> None:
-    """One structured log line (Lambda's JSON log format ingests it as one event)."""
-    LOG_SINK(json.dumps({"message": message, **fields}, sort_keys=True, default=str))
+#: The handlers' Powertools Logger, Metrics and Tracer. The sink is looked up per line, so a
+#: swapped :data:`LOG_SINK` takes effect at once.
+OBS = Observer("distributed", architecture=ARCHITECTURE, sink=lambda line: LOG_SINK(line))
+logger = OBS.logger
+metrics = OBS.metrics
+tracer = OBS.tracer
 
 
 class TransientError(Exception):
@@ -132,14 +129,18 @@ def transient_errors() -> Iterator[None]:
 
 
 class Timer:
-    """Milliseconds since construction, for the handlers' log lines."""
+    """Time since construction, for the handlers' log lines and metrics."""
 
     def __init__(self) -> None:
         self._t0 = time.perf_counter()
 
     @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._t0
+
+    @property
     def ms(self) -> float:
-        return round((time.perf_counter() - self._t0) * 1000.0, 1)
+        return round(self.seconds * 1000.0, 1)
 
 
 def event_from_json(obj: dict[str, Any]) -> DefectEvent:

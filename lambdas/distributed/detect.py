@@ -21,7 +21,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from lambdas.distributed.common import CLIENTS, Timer, env, log, state_key, transient_errors
+from lambdas.distributed.common import (
+    CLIENTS,
+    OBS,
+    Timer,
+    env,
+    logger,
+    metrics,
+    state_key,
+    tracer,
+    transient_errors,
+)
 from vqa import detectors
 from vqa.defects import Defect
 from vqa.events import DefectEvent
@@ -98,12 +108,16 @@ def _save(bucket: str, det: Detector[Any], stream: str, index: int) -> None:
     )
 
 
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # defects and events: large, in the table
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     timer = Timer()
     name = env("DETECTOR")
     bucket = env("INTERMEDIATE_BUCKET")
     stream, ref, info = str(event["stream"]), event["segment"], event["info"]
     index = int(ref["index"])
+    OBS.bind(stream_id=stream, segment=index)
     if name in info.get("skipped", {}):  # this stream lacks the track(s) it needs
         return {"detector": name, "defects": [], "events": []}
     # A live media segment may hold several parts; a file segment is its own only part.
@@ -129,7 +143,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             det = _create(name)  # what came before a hole says nothing about what follows
         with transient_errors():
             _save(bucket, det, stream, index)
-    log("detect", detector=name, stream=stream, index=index, defects=len(found), ms=timer.ms)
+    logger.info("detect", extra={"detector": name, "defects": len(found), "ms": timer.ms})
     return {
         "detector": name,
         "defects": [d.to_json() for d in found],

@@ -14,12 +14,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdas.distributed.common import CLIENTS, Timer, log, transient_errors
+from lambdas.distributed.common import (
+    CLIENTS,
+    OBS,
+    Timer,
+    logger,
+    metrics,
+    tracer,
+    transient_errors,
+)
 
 
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     timer = Timer()
     stream, index = str(event["stream"]), int(event["index"])
+    OBS.bind(stream_id=stream, segment=index)
     name = f"{stream}-{index}"
     payload = json.dumps(
         {
@@ -45,5 +57,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except sfn.exceptions.ExecutionAlreadyExists:
             # Started by an earlier attempt of this hand-over (Express does not dedupe by name).
             arn = f"{machine.replace(':stateMachine:', ':execution:')}:{name}"
-    log("handover", stream=stream, index=index, execution=arn, ms=timer.ms)
+    logger.info("handover", extra={"execution": arn, "ms": timer.ms})
     return {"executionArn": arn}

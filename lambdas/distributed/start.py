@@ -13,7 +13,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lambdas.distributed.common import CLIENTS, Timer, TransientError, env, log, transient_errors
+from lambdas.distributed.common import (
+    CLIENTS,
+    OBS,
+    Timer,
+    TransientError,
+    env,
+    logger,
+    metrics,
+    tracer,
+    transient_errors,
+)
 from vqa import detectors, hls_cursor, media, results
 from vqa.detectors import NEEDS_REASON
 
@@ -31,9 +41,13 @@ def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str
     return skipped
 
 
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # the response holds the source URL
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     timer = Timer()
     stream, source = str(event["stream"]), str(event["source"])
+    OBS.bind(stream_id=stream)
     names = [n for n in env("DETECTORS").split(",") if n]
     cursor: dict[str, Any] = {}
     with transient_errors():
@@ -57,6 +71,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "live": bool(cursor),
     }
     with transient_errors():
+        # A stop requested before this step (the front door's DELETE right after its POST)
+        # survives the put (vqa.results.put_status); the converter then ends the stream at once.
         results.put_status(
             dynamodb=CLIENTS.dynamodb,
             table=env("TABLE_NAME"),
@@ -66,7 +82,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             duration=info.duration,
             skipped=skipped,
         )
-    log("start", stream=stream, source=source, ms=timer.ms, **out)
+    logger.info("start", extra=OBS.safe(source=source, ms=timer.ms, **out))
     return {
         "stream": stream,
         "source": source,

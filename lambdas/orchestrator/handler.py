@@ -1,4 +1,4 @@
-"""The monolith's lightweight orchestrator (AWS Lambda, boto3 only).
+"""The monolith's lightweight orchestrator (AWS Lambda; Powertools for its logs and traces).
 
 Event: ``{"stream": "<id>", "source": "s3://<source bucket>/<key>" | "https://.../index.m3u8"}``.
 It validates the request, records the stream's status item (``state=running`` and the shards
@@ -12,7 +12,6 @@ Environment (set by the stack): ``VQA_TABLE``, ``VQA_SHARD_QUEUES`` (JSON ``{sha
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -21,8 +20,11 @@ from urllib.parse import urlparse
 
 import boto3
 
-log = logging.getLogger("vqa.orchestrator")
-log.setLevel(logging.INFO)
+from vqa import results
+from vqa.observability import Observer
+
+OBS = Observer("orchestrator", architecture="monolith")
+logger, metrics, tracer = OBS.logger, OBS.metrics, OBS.tracer
 
 TABLE = os.environ["VQA_TABLE"]
 SHARD_QUEUES: dict[str, str] = json.loads(os.environ["VQA_SHARD_QUEUES"])
@@ -36,9 +38,6 @@ SQS = boto3.client("sqs")
 S3 = boto3.client("s3")
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
-# The status item of vqa.results (STATUS_KEY, status_item): this Lambda ships boto3 only, so the
-# format is restated here and tests/test_monolith_local.py holds the two equal.
-STATUS_KEY = "#status"
 
 
 class BadRequest(ValueError):
@@ -68,22 +67,28 @@ def _validate(event: dict[str, Any]) -> tuple[str, str]:
 
 
 def _put_status(stream: str, source: str) -> None:
-    DYNAMODB.put_item(
-        TableName=TABLE,
-        Item={
-            "stream": {"S": stream},
-            "defect": {"S": STATUS_KEY},
-            "state": {"S": "running"},
-            "source": {"S": source},
-            "architecture": {"S": "monolith"},
-            "shards": {"S": json.dumps(sorted(SHARD_QUEUES))},
-            "requested_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        },
+    """The stream's status item (vqa.results: the one schema both architectures write); a stop
+    requested before it (the front door's DELETE racing its POST) survives, and the jobs still
+    go out: each worker finds the stop at once, ends the job and records ``stopped``."""
+    results.put_status(
+        dynamodb=DYNAMODB,
+        table=TABLE,
+        stream=stream,
+        state="running",
+        source=source,
+        architecture="monolith",
+        shards=json.dumps(sorted(SHARD_QUEUES)),
+        requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
 
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # the response holds the source URL
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    OBS.bind()  # a warm function must not log the previous stream's id
     stream, source = _validate(event)
+    OBS.bind(stream_id=stream)
     _put_status(stream, source)
     sent: dict[str, str] = {}
     for shard, queue_url in sorted(SHARD_QUEUES.items()):
@@ -96,5 +101,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         }
         resp = SQS.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
         sent[shard] = resp["MessageId"]
-    log.info(json.dumps({"msg": "stream fanned out", "stream": stream, "shards": sorted(sent)}))
+    logger.info("stream fanned out", extra={"shards": sorted(sent)})
     return {"stream": stream, "source": source, "state": "running", "jobs": sent}

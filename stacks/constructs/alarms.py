@@ -4,6 +4,11 @@ The topic is encrypted with a customer-managed key whose policy lets CloudWatch 
 (:class:`stacks.constructs.results.ResultsStore`): CloudWatch cannot publish to a topic under the
 AWS-managed ``alias/aws/sns`` key, whose policy no one can change. Every alarm treats missing data
 as not breaching: an idle sandbox (no streams, no invocations) is healthy, not alarming.
+
+Besides the alarms on AWS resources (dead letters, executions, functions, shard queues), both
+stacks raise the same three on the operational metrics the handlers and the worker emit
+(:mod:`vqa.metrics`): a stream failed, analysis falling behind the live edge, and a monitored
+channel losing its input. Their thresholds are the constants below, in this one place.
 """
 
 from __future__ import annotations
@@ -18,11 +23,48 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.constructs.shard_service import ShardService
+from vqa import metrics
 
 _MINUTE = cdk.Duration.minutes(1)
 #: A job in flight with no checkpoint for this long is stalled: the worker checkpoints every
 #: few segments, and decodes far faster than real time, so a healthy job logs well within it.
 STALL_MINUTES = 10
+#: Analysis further behind the live edge than this many segments (``vqa.segment_seconds`` each)...
+LAG_ALARM_SEGMENTS = 10
+#: ...in every one of this many consecutive minutes: see :meth:`Alarms.lag_growing`.
+LAG_ALARM_MINUTES = 5
+
+
+def vqa_metric(
+    name: str,
+    *,
+    architecture: str,
+    statistic: str,
+    label: str | None = None,
+    period: cdk.Duration = _MINUTE,
+) -> cloudwatch.Metric:
+    """One of :data:`vqa.metrics.ALL` as the handlers and the worker emit it.
+
+    The dimension set must be exactly the emitted one, or an alarm watches a metric nobody
+    writes: Powertools adds ``service`` (:data:`vqa.metrics.SERVICE`) to every metric besides
+    the ``Architecture`` that VQA adds. (``DefectsStarted`` also carries ``Kind``; the dashboard
+    finds its kinds with a SEARCH, see :mod:`stacks.constructs.dashboard`.)
+    """
+    if name not in metrics.ALL:
+        raise ValueError(f"{name!r} is not a metric VQA emits (vqa.metrics.ALL)")
+    return cloudwatch.Metric(
+        namespace=metrics.NAMESPACE,
+        metric_name=name,
+        dimensions_map=metric_dimensions(architecture),
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
+
+
+def metric_dimensions(architecture: str) -> dict[str, str]:
+    """The dimensions every VQA metric of ``architecture`` carries."""
+    return {metrics.ARCHITECTURE: architecture, "service": metrics.SERVICE}
 
 
 class Alarms(Construct):
@@ -129,3 +171,61 @@ class Alarms(Construct):
             description=f"VQA shard {shard.shard}: jobs in flight but no segment progress for "
             f"{STALL_MINUTES} minutes",
         )
+
+    def streams_failed(self, architecture: str) -> cloudwatch.Alarm:
+        """A stream ended in failure (``StreamsFailed``, counted by the worker that gave up on
+        it). Complements the dead-letter alarms, which fire only once every retry is spent.
+
+        Only where a process counts it: in the distributed architecture a stream fails as its
+        execution does (the failure branch records the error with a direct DynamoDB write and
+        ends in a Fail state, no function runs), so :meth:`state_machine`'s alarms are its
+        stream-failed alarms."""
+        return self._alarm(
+            "StreamsFailed",
+            metric=vqa_metric(metrics.STREAMS_FAILED, architecture=architecture, statistic="Sum"),
+            description=f"VQA {architecture}: a stream failed and is no longer monitored (its "
+            "'#status' item in the results table holds the error)",
+        )
+
+    def input_loss(self, architecture: str) -> cloudwatch.Alarm:
+        """A monitored channel stopped delivering media (an ``input_loss`` defect started):
+        the origin or the path to it is down, which the operator of the channel must know even
+        though VQA itself is healthy."""
+        return self._alarm(
+            "InputLoss",
+            metric=vqa_metric(metrics.INPUT_LOSS, architecture=architecture, statistic="Sum"),
+            description=f"VQA {architecture}: a monitored channel lost its input (no media for "
+            "three target durations); the alert on the alerts topic names the stream",
+        )
+
+    def lag_growing(self, architecture: str, *, segment_seconds: float) -> cloudwatch.Alarm:
+        """Analysis more than :data:`LAG_ALARM_SEGMENTS` segments behind the live edge (the
+        maximum ``LiveEdgeLag`` of each minute) for :data:`LAG_ALARM_MINUTES` minutes running.
+
+        A level held for minutes rather than a rising slope: a monitor that keeps up stays
+        within a segment or two of the edge (it waits for each segment to be published, then
+        analyses it faster than real time), so a lag many segments long that persists means it
+        is slower than real time or stuck, and its alerts arrive late. A slope alarm would fire
+        on the jitter of segment publication, and would go quiet exactly when it matters: a
+        reader that falls out of the playlist window jumps back to the live edge (``vqa.live``),
+        so the lag saws up and down instead of rising for ever, and each maximum-per-minute
+        above the threshold still counts. One slow segment is not enough: every minute of the
+        window must breach.
+        """
+        threshold = LAG_ALARM_SEGMENTS * segment_seconds
+        return self._alarm(
+            "LiveEdgeLagHigh",
+            metric=vqa_metric(
+                metrics.LIVE_EDGE_LAG, architecture=architecture, statistic="Maximum"
+            ),
+            threshold=threshold,
+            evaluation_periods=LAG_ALARM_MINUTES,
+            description=f"VQA {architecture}: analysis more than {threshold:g} s "
+            f"({LAG_ALARM_SEGMENTS} segments) behind the live edge for {LAG_ALARM_MINUTES} "
+            "minutes: alerts arrive late (capacity, throttling, a slow origin?)",
+        )
+
+    def operational(self, architecture: str, *, segment_seconds: float) -> None:
+        """The alarms both architectures share, on the metrics both emit."""
+        self.lag_growing(architecture, segment_seconds=segment_seconds)
+        self.input_loss(architecture)

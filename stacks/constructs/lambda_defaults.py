@@ -9,6 +9,14 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.constructs.packaging import LambdaPackaging
+from vqa import metrics
+
+#: Powertools' settings in every function's environment (vqa.observability passes the same
+#: values; Powertools' own code paths, such as its cold-start metric, read these).
+POWERTOOLS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+    "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
+}
 
 #: The one Lambda runtime of the project: every function (the distributed handlers and the
 #: monolith's orchestrator) and the dependencies layer, whose cp312 wheels are those the worker
@@ -28,7 +36,7 @@ class VqaFunctions(Construct):
 
     Defaults: the configured architecture, X-Ray tracing, JSON logs into a log group with a
     one-week retention (the group is a resource of this stack, so it is tagged and destroyed
-    with it), and the shared layer.
+    with it), Powertools' service and metrics namespace, and the shared layer.
     """
 
     RUNTIME = RUNTIME
@@ -95,7 +103,7 @@ class VqaFunctions(Construct):
             description=description,
             memory_size=memory_size,
             timeout=timeout,
-            environment=environment or {},
+            environment={**POWERTOOLS_ENVIRONMENT, **(environment or {})},
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,

@@ -1,25 +1,25 @@
 """The lightweight orchestrator: a small Lambda that records a stream request and fans it out.
 
-It needs only boto3 (in the Lambda runtime), so its code asset is the plain handler directory:
-no layer, no bundling, no Docker at synth or deploy time.
+It is made by the stack's :class:`~stacks.constructs.lambda_defaults.VqaFunctions` like every
+other function: the shared code asset and dependencies layer (for Powertools' logs, metrics and
+traces, from the same lock), X-Ray tracing, JSON logs in its own log group. It imports nothing
+heavy (no PyAV, no numpy), so the layer costs it disk, not start-up time.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import aws_cdk as cdk
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.constructs.lambda_defaults import RUNTIME, RUNTIME_ACKNOWLEDGMENT
+from stacks.constructs.lambda_defaults import VqaFunctions
 from stacks.constructs.results import ResultsStore
 from stacks.constructs.shard_service import ShardService
 
-HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "orchestrator"
+#: The handler in the shared code asset (stacks/constructs/packaging.py ships lambdas/orchestrator).
+HANDLER = "lambdas.orchestrator.handler.handler"
 
 
 class Orchestrator(Construct):
@@ -34,27 +34,14 @@ class Orchestrator(Construct):
         shards: list[ShardService],
         source_bucket: s3.IBucket,
         segment_seconds: float,
-        architecture: str,
-        destroy_on_delete: bool,
+        functions: VqaFunctions,
     ) -> None:
         super().__init__(scope, construct_id)
-        removal = cdk.RemovalPolicy.DESTROY if destroy_on_delete else cdk.RemovalPolicy.RETAIN
-        log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.TWO_WEEKS, removal_policy=removal
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64
-            if architecture == "arm64"
-            else lambda_.Architecture.X86_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+        self.function = functions.function(
+            "Orchestrator",
+            handler=HANDLER,
             memory_size=256,
             timeout=cdk.Duration.seconds(30),
-            log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
             description="VQA monolith: record a stream request and fan it out to every shard",
             environment={
                 "VQA_TABLE": results.table.table_name,
@@ -66,7 +53,6 @@ class Orchestrator(Construct):
                 "VQA_SOURCE_BUCKET": source_bucket.bucket_name,
             },
         )
-        cdk.Validations.of(self.function).acknowledge(RUNTIME_ACKNOWLEDGMENT)
         results.table.grant_write_data(self.function)
         # It checks that an s3:// source in the source bucket exists before fanning it out.
         source_bucket.grant_read(self.function)

@@ -214,7 +214,7 @@ def link_tree(src: Path, dst: Path) -> None:
 def code_files() -> Iterator[tuple[Path, Path]]:
     """``(source, relative destination)`` of every file the function code asset holds."""
     yield ROOT / "lambdas" / "__init__.py", Path("lambdas") / "__init__.py"
-    for top in ("vqa", "lambdas/distributed", "lambdas/api"):
+    for top in ("vqa", "lambdas/distributed", "lambdas/api", "lambdas/orchestrator"):
         for path in sorted((ROOT / top).rglob("*")):
             if not path.is_file() or "__pycache__" in path.parts:
                 continue

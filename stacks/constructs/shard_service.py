@@ -22,6 +22,7 @@ from constructs import Construct
 
 from stacks.constructs.checkov import skip_checkov
 from stacks.constructs.cluster import ComputeCluster
+from vqa import metrics
 
 #: Receives before SQS moves a job to the dead-letter queue: two retries after the first failure.
 MAX_RECEIVES = 3
@@ -34,8 +35,10 @@ VISIBILITY_CEILING_SECONDS = 12 * 60 * 60
 STOP_TIMEOUT_SECONDS = 120
 #: The worker's log message after each checkpoint (``vqa.worker``): its progress signal.
 PROGRESS_LOG_MESSAGE = "checkpoint"
-#: CloudWatch namespace of the metrics the stacks derive from logs.
-METRIC_NAMESPACE = "VQA"
+#: The key of a log line's message: Powertools' Logger (vqa.observability) writes it there.
+LOG_MESSAGE_KEY = "message"
+#: CloudWatch namespace of the metrics the stacks derive from logs (the workers' EMF one too).
+METRIC_NAMESPACE = metrics.NAMESPACE
 
 
 #: Backlog steps besides "no backlog, no tasks" (Application Auto Scaling allows 40 in all).
@@ -114,6 +117,9 @@ class ShardService(Construct):
                 "VQA_MAX_RECEIVES": str(MAX_RECEIVES),
                 "VQA_VISIBILITY_SECONDS": str(VISIBILITY_SECONDS),
                 "VQA_VISIBILITY_CEILING_SECONDS": str(VISIBILITY_CEILING_SECONDS),
+                # Powertools' own settings (vqa.observability passes the same values).
+                "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=shard, log_group=self.log_group),
             stop_timeout=cdk.Duration.seconds(STOP_TIMEOUT_SECONDS),
@@ -156,7 +162,9 @@ class ShardService(Construct):
         # Worker progress: the worker logs one "checkpoint" line every few segments of a job.
         self.progress_metric = self.log_group.add_metric_filter(
             "Progress",
-            filter_pattern=logs.FilterPattern.string_value("$.msg", "=", PROGRESS_LOG_MESSAGE),
+            filter_pattern=logs.FilterPattern.string_value(
+                f"$.{LOG_MESSAGE_KEY}", "=", PROGRESS_LOG_MESSAGE
+            ),
             metric_namespace=METRIC_NAMESPACE,
             metric_name="WorkerCheckpoints",
             metric_value="1",

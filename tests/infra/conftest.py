@@ -38,12 +38,14 @@ def template_files(cloud_assembly) -> dict[str, Path]:  # type: ignore[no-untype
 
 
 #: The distributed variant the tests synthesize besides cdk.json's: Express, per-segment
-#: objects, arm64, sized for 7 concurrent streams (synthesized once per session).
+#: objects, arm64, sized for 7 concurrent streams, private origins allowed past the SSRF guard
+#: (synthesized once per session).
 EXPRESS_VARIANT = {
     "workflow_type": "EXPRESS",
     "granularity": "segment",
     "lambda_architecture": "arm64",
     "max_streams": 7,
+    "allowed_origins": ["10.20.0.0/16", ".encoders.internal"],
 }
 
 

@@ -25,6 +25,8 @@ from aws_cdk.assertions import Capture, Match, Template
 from stacks import ROOT, load_context
 from stacks.capacity import CapacityError, TaskSize, check_capacity
 from stacks.config import VqaConfig
+from stacks.constructs.front_door import HANDLER as API_HANDLER
+from stacks.constructs.orchestrator import HANDLER as ORCHESTRATOR_HANDLER
 from stacks.monolith import MonolithStack
 from tests.infra.conftest import EXPRESS_VARIANT
 
@@ -317,7 +319,7 @@ def test_monolith_alarms_dead_letters_stalls_and_the_orchestrator(
     functions = {
         k
         for k, r in _of_type(template, "AWS::Lambda::Function").items()
-        if r["Properties"].get("Handler") in ("handler.handler", "lambdas.api.handler.handler")
+        if r["Properties"].get("Handler") in (ORCHESTRATOR_HANDLER, API_HANDLER)
     }
     assert len(functions) == 2
     for metric in ("Errors", "Throttles"):
@@ -340,7 +342,7 @@ def test_monolith_alarms_dead_letters_stalls_and_the_orchestrator(
     filters = _of_type(template, "AWS::Logs::MetricFilter")
     assert len(filters) == 2
     for f in filters.values():
-        assert f["Properties"]["FilterPattern"] == '{ $.msg = "checkpoint" }'
+        assert f["Properties"]["FilterPattern"] == '{ $.message = "checkpoint" }'
         (transform,) = f["Properties"]["MetricTransformations"]
         assert transform["Dimensions"] == [{"Key": "Shard", "Value": "$.shard"}]
     expression = Capture()
@@ -379,7 +381,8 @@ def test_per_segment_functions_reserve_the_configured_concurrency(
 
     sized = reserved(express_template)
     per_segment = {k for k in sized if k.startswith(("convert", "detect", "aggregate"))}
-    assert len(per_segment) == 2 + 6
+    deployed = load_context()["vqa"]["detectors"]
+    assert len(per_segment) == 2 + len(deployed)  # convert, aggregate, one per detector
     assert {sized[k] for k in per_segment} == {EXPRESS_VARIANT["max_streams"]}
     assert sized["start"] is None and sized["handover"] is None  # once per stream / chunk
     # Unsized (cdk.json default): nothing reserved, a new account's pool may be below 100.

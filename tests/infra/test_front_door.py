@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
 from stacks.constructs.front_door import HANDLER
+from stacks.constructs.orchestrator import HANDLER as ORCHESTRATOR_HANDLER
 
 STACKS = ("VqaDistributed", "VqaMonolith")
 
@@ -98,7 +99,7 @@ def test_monolith_invokes_the_orchestrator(templates: dict[str, Template]) -> No
         },
     )
     target = t.to_json()["Resources"][orchestrator.as_string()]
-    assert target["Properties"]["Handler"] == "handler.handler"  # the orchestrator's
+    assert target["Properties"]["Handler"] == ORCHESTRATOR_HANDLER
     statements = _role_statements(t, fn)
     invoke = [s for s in statements if "lambda:InvokeFunction" in _actions(s)]
     # The orchestrator's latest version, not "<arn>:*" (every version and alias).

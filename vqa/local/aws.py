@@ -5,7 +5,10 @@ The resources themselves are created from the synthesized template by :mod:`vqa.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +41,19 @@ def client(service: str, *, meter: Meter | None = None) -> Any:
     """A boto3 client for the emulated region, metered when ``meter`` is given."""
     c = boto3.client(service, region_name=REGION, config=_CONFIG)  # type: ignore[call-overload]
     return meter.attach(c) if meter is not None else c
+
+
+@contextlib.contextmanager
+def environ(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set for the block (a handler module loaded as Lambda loads
+    it reads its configuration at import), restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

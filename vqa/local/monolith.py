@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from vqa.errors import BadSourceError, VqaError
-from vqa.local import iam
+from vqa.local import aws, iam
 from vqa.local.provision import ACCOUNT, REGION, Container, Deployment, Function, provision
 from vqa.local.template import MONOLITH_STACK, config_context, synth_template
 from vqa.meter import Meter
@@ -269,37 +269,12 @@ def create_emulation(
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-class _LogBytes(logging.Handler):
-    """Counts the bytes of the log lines a handler emits (CloudWatch Logs ingestion)."""
-
-    def __init__(self, meter: Meter) -> None:
-        super().__init__(logging.INFO)
-        self.meter = meter
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.meter.add("log_bytes", len(self.format(record).encode()) + 1)
-
-
 def _handler_file(fn: Function) -> Path:
-    """The file of ``fn``'s handler: its code asset is the orchestrator construct's directory."""
-    from stacks.constructs.orchestrator import HANDLER_DIR
+    """The file of ``fn``'s handler in the shared code asset (the repository's layout)."""
+    from stacks.constructs.packaging import ROOT
 
     module = fn.handler.rpartition(".")[0]
-    return Path(HANDLER_DIR) / f"{module.replace('.', '/')}.py"
+    return ROOT / f"{module.replace('.', '/')}.py"
 
 
 def invoke_orchestrator(emu: Emulation, event: dict[str, Any], meter: Meter) -> dict[str, Any]:
@@ -313,13 +288,13 @@ def invoke_orchestrator(emu: Emulation, event: dict[str, Any], meter: Meter) -> 
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    with _environ(emu.orchestrator_env()):
+    with aws.environ(emu.orchestrator_env()):
         spec.loader.exec_module(module)  # creates its clients, pointed at moto
     for name in ("DYNAMODB", "SQS", "S3"):
         meter.attach(getattr(module, name))
-    counter = _LogBytes(meter)
-    module.log.addHandler(counter)
-    module.log.propagate = False  # CloudWatch's copy is counted, not printed on our stderr
+    # Its log lines and EMF documents: counted as CloudWatch would ingest them (the sink
+    # keeps them off our stdout: the host's debug log).
+    module.OBS.meter = meter
     ctx = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, fn.arn)
     iam.install()
     principal = emu.deployment.principal(fn.role, ledger=emu.ledger)
@@ -330,13 +305,12 @@ def invoke_orchestrator(emu: Emulation, event: dict[str, Any], meter: Meter) -> 
     finally:
         # Lambda bills the duration rounded up to the millisecond.
         billed = math.ceil((time.perf_counter() - t0) * 1000.0) / 1000.0
-        module.log.removeHandler(counter)
         meter.count_request("lambda", "Invoke")
         meter.add("lambda_invocations", 1)
         meter.add("lambda_seconds", billed)
         meter.add("lambda_gb_seconds", billed * fn.memory_mb / 1024)
         # Per handler and memory size: the cost model bills each at its CPU share.
-        key = f"lambdas.orchestrator.handler.handler@{fn.memory_mb}"
+        key = f"{fn.handler}@{fn.memory_mb}"
         meter.add(f"lambda_seconds@{key}", billed)
         meter.add(f"lambda_invocations@{key}", 1)
     return result
@@ -665,7 +639,7 @@ def run_local(
             return
         with contextlib.suppress(ValueError):
             doc = json.loads(line)
-            if doc.get("msg") in ("checkpoint", "job done"):
+            if doc.get("message") in ("checkpoint", "job done"):  # Powertools' message key
                 n = int(doc.get("next_index", doc.get("segments", 0)))
                 with lock:
                     prev = done_segments.get(wp.shard.name, 0)

@@ -169,6 +169,9 @@ def dispatch_in_process(
             # Per handler and memory size: the cost model bills each at its CPU share.
             meter.add(f"lambda_seconds@{self.handler}@{memory_mb}", billed)
             meter.add(f"lambda_invocations@{self.handler}@{memory_mb}", 1)
+            if "DETECTOR" in environment:  # one function per detector: what each one costs
+                meter.add(f"detector_seconds@{environment['DETECTOR']}@{memory_mb}", billed)
+                meter.add(f"detector_invocations@{environment['DETECTOR']}@{memory_mb}", 1)
         if on_invoke is not None:
             try:
                 on_invoke(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vqa import urlguard
 from vqa.errors import ConfigError
 from vqa.local import iam
 from vqa.local.template import Resolver, resources_of
@@ -29,6 +30,25 @@ from vqa.local.template import Resolver, resources_of
 #: moto's default account and the emulated region.
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+
+#: Origins the local platform adds to a deployed function's or task's SSRF allow-list. The
+#: emulation's live origins (vqa.live_origin, the tests, `vqa watch --arch` on a local origin)
+#: serve on loopback, which the guard refuses in the VPC; here loopback is this machine, which
+#: the user running the emulation owns. The guard itself stays on, as the templates set it, so
+#: every other private, link-local (metadata) and reserved address is still refused.
+LOCAL_ALLOWED_ORIGINS = ("127.0.0.0/8",)
+
+
+def platform_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """A template's environment as the emulation runs it: where the template sets an SSRF
+    allow-list (:data:`vqa.urlguard.ENV_ALLOWED`), loopback appended to it."""
+    out = {k: str(v) for k, v in env.items()}
+    if urlguard.ENV_ALLOWED in out:
+        origins = urlguard.parse_origins(out[urlguard.ENV_ALLOWED])
+        extra = [o for o in LOCAL_ALLOWED_ORIGINS if o not in origins]
+        out[urlguard.ENV_ALLOWED] = ",".join([*origins, *extra])
+    return out
+
 
 #: The AWS-managed policies the stacks attach, as far as the calls a run checks are concerned
 #: (these only write logs, which the emulation does not send through boto3).
@@ -436,7 +456,9 @@ class _Provisioner:
             if not runtime.startswith("python"):
                 continue  # CDK's own providers (auto-delete objects...) are not part of a run
             role = _logical_of(props["Role"])
-            env = self.r.resolve(props.get("Environment", {}).get("Variables", {}))
+            env = platform_environment(
+                self.r.resolve(props.get("Environment", {}).get("Variables", {}))
+            )
             name = self.explicit(props, "FunctionName") or _name(logical_id, self.suffix, 64)
             lam = lam or self.client("lambda")
             fn = lam.create_function(
@@ -472,9 +494,9 @@ class _Provisioner:
                     f"task definition {logical_id}: the emulation runs one container per task"
                 )
             c = containers[0]
-            env = {
-                str(e["Name"]): str(self.r.resolve(e["Value"])) for e in c.get("Environment", [])
-            }
+            env = platform_environment(
+                {str(e["Name"]): str(self.r.resolve(e["Value"])) for e in c.get("Environment", [])}
+            )
             clusters = [
                 str(self.r.resolve(svc["Properties"].get("Cluster", "")))
                 for svc in self.of("AWS::ECS::Service").values()

@@ -17,15 +17,23 @@ Nothing is lost when a task dies or is stopped:
   job and a dead one's job reappears after ``visibility_seconds``;
 - on SIGTERM (ECS scale-in, deployment, spot reclaim) it finishes the current segment,
   checkpoints, requeues the job (a fresh message: a stop is not a failed receive) and exits;
+- a stream stopped through the front door (``stop_requested`` in its status item, read between
+  segments at most once a second: :mod:`~vqa.worker.stop`) ends its job at the next segment:
+  open defects end at the last media seen (and their ``defect.ended`` alerts go out), the
+  message is deleted, and the shard, then the stream, records ``stopped``; a job received for a
+  stream already stopped ends at once;
 - a job that fails is retried; on its last receive the failure is recorded in the stream's status
   item (``state=failed``, ``error``) and SQS moves the job to the shard's dead-letter queue.
 
-Logs are one JSON object per line on stderr. Settings come from ``VQA_*`` environment variables
-(the task definition sets them) or the command line: ``python -m vqa.worker --help``.
+Logs (Powertools' Logger, with ``stream_id`` and ``segment``) and metrics (EMF: segments, lag,
+defects, alerts, failures; :mod:`vqa.metrics`) are one JSON object per line on stderr. Settings
+come from ``VQA_*`` environment variables (the task definition sets them) or the command line:
+``python -m vqa.worker --help``.
 
 Modules: :mod:`~vqa.worker.loop` (the worker loop), :mod:`~vqa.worker.settings`,
 :mod:`~vqa.worker.clients`, :mod:`~vqa.worker.jobs` (a job and its detector run),
 :mod:`~vqa.worker.checkpoints`, :mod:`~vqa.worker.status` (the shard's status attributes),
+:mod:`~vqa.worker.stop` (the stream's stop request),
 :mod:`~vqa.worker.heartbeat` (heartbeat, hand-back, release), :mod:`~vqa.worker.protection`
 (ECS task scale-in protection), :mod:`~vqa.worker.selftest`, :mod:`~vqa.worker.logs` and
 :mod:`~vqa.worker.cli` (``python -m vqa.worker``). The names below are re-exported here so that
@@ -44,7 +52,7 @@ from vqa.worker.jobs import (
     run_detectors,
     tracks_for,
 )
-from vqa.worker.logs import CountingHandler, JsonFormatter, configure_logging
+from vqa.worker.logs import configure_logging, observer
 from vqa.worker.loop import Worker
 from vqa.worker.protection import TaskProtection
 from vqa.worker.selftest import self_test
@@ -57,11 +65,9 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "Clients",
-    "CountingHandler",
     "Heartbeat",
     "Job",
     "JobResult",
-    "JsonFormatter",
     "StopRequested",
     "TaskProtection",
     "Worker",
@@ -70,6 +76,7 @@ __all__ = [
     "configure_logging",
     "hand_back",
     "main",
+    "observer",
     "release",
     "run_detectors",
     "self_test",

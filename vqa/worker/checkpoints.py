@@ -52,7 +52,7 @@ class CheckpointStore:
             "segment_seconds": job.segment_seconds,
         }
         if any(doc.get(k) != v for k, v in expected.items()):
-            log.warning("ignoring incompatible checkpoint", extra={"stream": job.stream})
+            log.warning("ignoring incompatible checkpoint", extra={"stream_id": job.stream})
             return None
         return Checkpoint(
             next_index=int(doc["next_index"]),

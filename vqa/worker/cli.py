@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     meter = Meter()
-    configure_logging(meter)
+    obs = configure_logging(meter)
     if args.self_test:
         names = [d for d in (args.detectors or os.environ.get("VQA_DETECTORS", "")).split(",") if d]
         report = self_test(names or None)
@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = worker.run(drain=args.drain, max_jobs=args.max_jobs, first_wait=args.first_wait)
         log.info("worker exiting", extra={"jobs_done": done, "jobs_failed": worker.jobs_failed})
     finally:
+        obs.flush()  # outside Lambda nothing flushes the metrics at exit but this
         if args.usage_out:
             with open(args.usage_out, "w") as fh:
                 json.dump(meter.snapshot(), fh)

@@ -75,6 +75,8 @@ class JobResult:
     duration: float
     resumed_from: int
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Monitoring was asked to stop (the front door's DELETE): the job ended there.
+    stopped: bool = False
 
 
 def tracks_for(detectors: Sequence[str]) -> tuple[str, ...]:
@@ -109,6 +111,7 @@ def run_detectors(
     heartbeat: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     resume: str = "seek",
+    stream_stopped: Callable[[], bool] = lambda: False,
 ) -> JobResult:
     """Decode ``job.source`` once and run the detector group over it, from ``checkpoint`` on.
 
@@ -118,6 +121,9 @@ def run_detectors(
     ``save_checkpoint`` is called every ``checkpoint_every`` segments, and when ``should_stop``
     turns true after a segment, in which case :class:`StopRequested` is raised. ``heartbeat`` is
     called after every decoded segment, ``after_segment`` after every analysed one.
+    ``stream_stopped`` (monitoring of the stream was asked to stop) is asked before each
+    segment is analysed: when true the job ends there, as at the end of the source (open
+    defects end at the last media seen), with ``stopped`` set in the result.
 
     Resuming, ``resume="seek"`` (the default) seeks to the checkpoint's segment: exact, because
     :func:`vqa.media.iter_segments` makes every segment a function of the segment alone (video
@@ -140,6 +146,7 @@ def run_detectors(
         written = checkpoint.defects_written
     info: dict[str, Any] = {}
     segments = 0
+    stopped_at: float | None = None
     segs: Iterator[Any] = iter_segments(
         job.source,
         segment_seconds=job.segment_seconds,
@@ -156,6 +163,9 @@ def run_detectors(
                 if should_stop():
                     raise StopRequested(f"stopped while replaying to segment {start}")
                 continue
+            if stream_stopped():
+                stopped_at = float(seg.start)
+                break
             events = dset.process_events(seg)
             found = defects_of(events)
             if found:
@@ -186,7 +196,8 @@ def run_detectors(
         stream=job.stream,
         segments=segments,
         defects=written,
-        duration=float(info.get("duration", 0.0)),
+        duration=float(info.get("duration", 0.0)) if stopped_at is None else stopped_at,
         resumed_from=start,
         skipped=skipped,
+        stopped=stopped_at is not None,
     )

@@ -18,15 +18,20 @@ is published and every ``checkpoint_every`` segments. A resumed run first publis
 (alerts already sent are skipped), then ends each open defect where its worker last saw media
 (``"interrupted": true``: nobody saw it end), so every ``started`` alert gets its ``ended``.
 
-Stops: on SIGTERM the follower ends open defects at the last media seen (as ``vqa watch`` does on
-Ctrl-C), the run checkpoints and the job is handed back; the next run resumes at the live edge
-and records the interval in between as unmonitored. Before SQS's 12-hour visibility ceiling the
-run stops at a media-segment boundary instead, keeps the defects still on air open in its
-checkpoint with the next HLS media sequence, and the loop sends a continuation message
+Stop requests (the front door's DELETE, read through ``stream_stopped`` after each segment and by
+the worker's lease thread while the source is quiet) end the job: the follower ends open defects
+at the last media seen and publishes their ``ended`` alerts, and the run returns a result marked
+``stopped`` (the loop then deletes the message and records the state ``stopped``).
+
+Stops of the task: on SIGTERM the follower ends open defects at the last media seen (as ``vqa
+watch`` does on Ctrl-C), the run checkpoints and the job is handed back; the next run resumes at the
+live edge and records the interval in between as unmonitored. Before SQS's 12-hour visibility
+ceiling the run stops at a media-segment boundary instead, keeps the defects still on air open in
+its checkpoint with the next HLS media sequence, and the loop sends a continuation message
 (:func:`hand_over`); the continuation follows the playlist from that sequence (not a seek: the
-window still holds it) on the same timeline, so nothing is lost or read twice, and a carried
-defect that its new detectors find again from the boundary stays one defect (one ``started``,
-its ``ended`` under the original id and start).
+window still holds it) on the same timeline, so nothing is lost or read twice, and a carried defect
+that its new detectors find again from the boundary stays one defect (one ``started``, its ``ended``
+under the original id and start).
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ from typing import Any
 from vqa import alerts
 from vqa.defects import Defect
 from vqa.events import DefectEvent
+from vqa.observability import LiveSegments
 from vqa.worker.checkpoints import Checkpoint, CheckpointStore
 from vqa.worker.clients import Clients
 from vqa.worker.jobs import Job, JobResult, StopRequested, defects_of
+from vqa.worker.logs import observer
 from vqa.worker.settings import WorkerSettings
 from vqa.worker.status import update_shard_status
 
@@ -59,7 +66,7 @@ def publish_alerts(
     events: list[DefectEvent], *, job: Job, settings: WorkerSettings, clients: Clients
 ) -> None:
     """Publish a job's defect events as this shard's alerts (once each: :mod:`vqa.alerts`)."""
-    alerts.publish(
+    sent = alerts.publish(
         events,
         stream_id=job.stream,
         architecture=ARCHITECTURE,
@@ -71,6 +78,9 @@ def publish_alerts(
         events_client=clients.events,
         dynamodb=clients.dynamodb,
     )
+    obs = observer()
+    obs.defects_started(events)
+    obs.alerts_published(sent)
 
 
 class HandOver(Exception):
@@ -165,6 +175,7 @@ class LiveRun:
         keep_lease: Callable[[], None],
         put_defects: Callable[[list[Defect]], None],
         wall: Callable[[], float] = time.time,
+        stream_stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.job = job
         self.s = settings
@@ -175,6 +186,10 @@ class LiveRun:
         self.keep_lease = keep_lease
         self.put_defects = put_defects
         self.wall = wall
+        self.stream_stopped = stream_stopped
+        #: Monitoring of the stream was asked to stop (the front door's DELETE): the run ends
+        #: the job rather than handing it back or over. Set here or by the lease thread.
+        self.stopped = False
         self.state = LiveState()
         self.handing_over = False
         self.defects = 0
@@ -230,7 +245,7 @@ class LiveRun:
         self.checkpoints.save(self.job, self.s.shard, self.s.detectors, cp)
 
     def _ctx(self) -> dict[str, Any]:
-        return {"stream": self.job.stream, "shard": self.s.shard}
+        return {"stream_id": self.job.stream, "shard": self.s.shard}
 
     def _record_unmonitored(self, start: float, end: float) -> None:
         if end - start <= 1e-6:
@@ -376,10 +391,13 @@ class LiveRun:
 
         self._resume()
         st = self.state
+        obs = observer()
+        segments = LiveSegments(obs, wall=self.wall)
 
         def on_event(obj: dict[str, Any]) -> None:
             kind = obj["event"]
             if kind == "stream.started":
+                segments.joined()
                 log.info(
                     "live stream joined",
                     extra={**self._ctx(), "media_sequence": obj.get("media_sequence")},
@@ -410,6 +428,8 @@ class LiveRun:
         def on_segment(seg: Any) -> None:
             st.segments += 1
             st.seen = round(st.offset + media_end(seg), 6)
+            obs.bind(stream_id=self.job.stream, segment=seg.index)
+            segments.segment(float(seg.start), media_end(seg), self.info.get("sequence_end"))
             st.wall = self.wall()
             self.last_segment_at = time.monotonic()
             self.keep_lease()
@@ -432,6 +452,14 @@ class LiveRun:
                     "checkpoint",
                     extra={**self._ctx(), "next_index": st.segments, "seen": st.seen},
                 )
+                obs.flush()  # the metrics of this checkpoint's batch of segments
+            if not self.stopped and self.stream_stopped():
+                # Asked to stop: this was the last segment; the follower ends what is open
+                # at the last media seen, as on SIGTERM, but the job ends with it.
+                self.stopped = True
+                self.stop.set()
+            if self.stopped:
+                return
             if whole and (self.handing_over or self.handover_due()):
                 self.handing_over = True
                 st.handed_over = st.next_sequence is not None
@@ -448,20 +476,38 @@ class LiveRun:
             start_sequence=self._start_sequence,
             info=self.info,
         )
+        if self.stopped:
+            self.handing_over = st.handed_over = False  # nothing continues a stopped stream
         if not (self.handing_over and st.handed_over):
             self._end_carried(st.offset)  # the stream ended before the new run saw them
         st.wall = self.wall()
         self.save()
+        if self.stopped:
+            log.info("live job stopped on request", extra={**self._ctx(), "seen": st.seen})
+            return self._result(stopped=True)
         if reason == "interrupted":
             if self.handing_over:
                 raise HandOver(f"hand-over after {st.segments} segments")
             raise StopRequested(f"stopped at stream time {st.seen:.3f}")
+        return self._result()
+
+    def finish_stopped(self) -> JobResult:
+        """The stream was asked to stop before this run began: end what an earlier run left
+        open where it last saw media, without reading the source again."""
+        self._resume()
+        self._end_carried(self.state.seen)
+        self.state.wall = self.wall()
+        self.save()
+        return self._result(stopped=True)
+
+    def _result(self, *, stopped: bool = False) -> JobResult:
         return JobResult(
             stream=self.job.stream,
-            segments=st.segments,
+            segments=self.state.segments,
             defects=self.defects,
-            duration=st.seen,
+            duration=self.state.seen,
             resumed_from=0,
+            stopped=stopped,
         )
 
 

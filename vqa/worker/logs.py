@@ -1,54 +1,47 @@
-"""The worker's logs: one JSON object per line on stderr, bytes metered for CloudWatch."""
+"""The worker's logs, metrics and traces: Powertools (:mod:`vqa.observability`) on stderr.
+
+``python -m vqa.worker`` calls :func:`configure_logging` once at start: one Powertools Logger
+on the package's ``vqa`` logger, so every line the worker and the package log (``vqa.worker``,
+``vqa.live``, ...) is one JSON object on stderr, and EMF documents on the same stream (the ECS
+``awslogs`` driver sends both to the shard's log group); their bytes are metered as
+``log_bytes``. The worker's stdout is left to ``--self-test``.
+
+Code running the worker in another process's interpreter (tests) gets an observer of its own
+from :func:`observer` that leaves that process's ``vqa`` loggers alone.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import sys
-from typing import Any
 
 from vqa.meter import Meter
+from vqa.observability import Observer, stderr_sink
+
+#: The ``Architecture`` dimension of the worker's metrics.
+ARCHITECTURE = "monolith"
+
+_observer: Observer | None = None
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message and any ``extra`` fields."""
-
-    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in self._STANDARD and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+def configure_logging(meter: Meter | None, level: int = logging.INFO) -> Observer:
+    """The worker process's observer: the ``vqa`` loggers, stderr, bytes counted in ``meter``."""
+    global _observer
+    _observer = Observer(
+        "worker",
+        architecture=ARCHITECTURE,
+        sink=stderr_sink,
+        meter=meter,
+        in_lambda=False,
+        logger_name="vqa",
+        level=level,
+    )
+    return _observer
 
 
-class CountingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that also counts the bytes it emits (CloudWatch Logs ingestion)."""
-
-    def __init__(self, stream: Any, meter: Meter | None) -> None:
-        super().__init__(stream)
-        self.meter = meter
-
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if self.meter is not None:
-            with contextlib.suppress(Exception):
-                self.meter.add("log_bytes", len(self.format(record).encode()) + 1)
-
-
-def configure_logging(meter: Meter | None, level: int = logging.INFO) -> None:
-    handler = CountingHandler(sys.stderr, meter)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("vqa")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+def observer() -> Observer:
+    """The observer :func:`configure_logging` made, or (the worker run in process) one on a
+    logger of its own."""
+    global _observer
+    if _observer is None:
+        _observer = Observer("worker", architecture=ARCHITECTURE, sink=stderr_sink, in_lambda=False)
+    return _observer

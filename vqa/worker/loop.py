@@ -17,15 +17,19 @@ from typing import Any
 from vqa.defects import Defect
 from vqa.events import DefectEvent
 from vqa.meter import Meter
-from vqa.results import STATUS_KEY, put_defects
+from vqa.observability import FileSegments
+from vqa.results import STATUS_KEY, StreamStatus, put_defects
+from vqa.urlguard import redact
 from vqa.worker.checkpoints import Checkpoint, CheckpointStore
 from vqa.worker.clients import Clients
 from vqa.worker.heartbeat import Heartbeat, hand_back, release
 from vqa.worker.jobs import Job, JobResult, StopRequested, run_detectors
 from vqa.worker.live import HandOver, LiveRun, hand_over, publish_alerts
+from vqa.worker.logs import observer
 from vqa.worker.protection import TaskProtection
 from vqa.worker.settings import WorkerSettings
 from vqa.worker.status import update_shard_status
+from vqa.worker.stop import StopPoll
 
 log = logging.getLogger("vqa.worker")
 
@@ -153,8 +157,10 @@ class Worker:
             self._release(receipt, delay=0)
             self.jobs_failed += 1
             return
-        ctx = {"stream": job.stream, "shard": s.shard, "receives": receives}
-        log.info("job received", extra={**ctx, "source": job.source})
+        # Every line about this job carries its stream_id (Powertools' appended keys).
+        observer().bind(stream_id=job.stream)
+        ctx = {"shard": s.shard, "receives": receives}
+        log.info("job received", extra={**ctx, "source": redact(job.source)})
         protection = TaskProtection.from_env()
         protection.set(True)
         self._received = time.monotonic()
@@ -174,6 +180,7 @@ class Worker:
             return
         finally:
             protection.set(False)
+            observer().flush()  # whatever the job's outcome, what it measured goes out
         self.clients.sqs.delete_message(QueueUrl=s.queue_url, ReceiptHandle=receipt)
         self.jobs_done += 1
         log.info(
@@ -184,6 +191,7 @@ class Worker:
                 "defects": result.defects,
                 "resumed_from": result.resumed_from,
                 "duration": result.duration,
+                "stopped": result.stopped,
             },
         )
 
@@ -191,8 +199,16 @@ class Worker:
         self, job: Job, receipt: str, receives: int, protection: TaskProtection | None = None
     ) -> JobResult:
         s, c = self.settings, self.clients
-        update_shard_status(
+        item = update_shard_status(
             c.dynamodb, s.table, job.stream, s.shard, "running", **{f"attempts_{s.shard}": receives}
+        )
+        # The front door's stop request: already there (a job queued, redelivered or handed
+        # back after the stream was stopped), or read between segments from now on.
+        stop = StopPoll(
+            c.dynamodb,
+            s.table,
+            job.stream,
+            requested=StreamStatus.from_item(item).stop_requested,
         )
         heartbeat = Heartbeat(c.sqs, s.queue_url, receipt, s.visibility_seconds)
 
@@ -209,24 +225,26 @@ class Worker:
             publish_alerts(events, job=job, settings=s, clients=c)
 
         if job.live:  # never seeked: a resumed live job starts at the live edge
-            result = self._run_live(job, heartbeat, protection, emit)
+            result = self._run_live(job, heartbeat, protection, emit, stop)
             self._finish(job, result)
             return result
         checkpoint = self.checkpoints.load(job, s.shard, s.detectors)
         if checkpoint is not None:
             log.info(
                 "resuming from checkpoint",
-                extra={"stream": job.stream, "shard": s.shard, "next_index": checkpoint.next_index},
+                extra={"shard": s.shard, "next_index": checkpoint.next_index},
             )
+        obs = observer()
+        segments = FileSegments(obs, job.segment_seconds)
 
         def save(cp: Checkpoint) -> None:
             self.checkpoints.save(job, s.shard, s.detectors, cp)
-            log.info(
-                "checkpoint",
-                extra={"stream": job.stream, "shard": s.shard, "next_index": cp.next_index},
-            )
+            log.info("checkpoint", extra={"shard": s.shard, "next_index": cp.next_index})
+            obs.flush()  # the metrics of this checkpoint's batch of segments
 
         def after_segment(index: int) -> None:
+            obs.bind(stream_id=job.stream, segment=index)
+            segments.segment(index)
             if self.after_segment_hook is not None:
                 self.after_segment_hook(self, index)
 
@@ -244,19 +262,23 @@ class Worker:
             heartbeat=beat,
             should_stop=lambda: self.stopping,
             resume=s.resume,
+            stream_stopped=stop.poll,
         )
+        segments.finish(result.duration)
+        obs.flush()
         self._finish(job, result)
         return result
 
     def _finish(self, job: Job, result: JobResult) -> None:
-        """Record the shard done (and the stream, once every shard is); drop the checkpoint."""
+        """Record the shard done or stopped (and the stream, once every shard is: ``stopped``
+        if monitoring was stopped on request); drop the checkpoint."""
         s, c = self.settings, self.clients
         item = update_shard_status(
             c.dynamodb,
             s.table,
             job.stream,
             s.shard,
-            "done",
+            "stopped" if result.stopped else "done",
             **{
                 # Per shard: an audio-only shard sees the audio's end, the video shard the
                 # picture's; the stream lasts as long as the longest.
@@ -266,13 +288,15 @@ class Worker:
             },
         )
         shards = json.loads(item.get("shards") or "[]")
-        if shards and all(item.get(f"shard_{n}") == "done" for n in shards):
+        states = [item.get(f"shard_{n}") for n in shards]
+        if shards and all(st in ("done", "stopped") for st in states):
+            final = "stopped" if "stopped" in states else "done"
             c.dynamodb.update_item(
                 TableName=s.table,
                 Key={"stream": {"S": job.stream}, "defect": {"S": STATUS_KEY}},
                 UpdateExpression="SET #s = :done REMOVE #e",
                 ExpressionAttributeNames={"#s": "state", "#e": "error"},
-                ExpressionAttributeValues={":done": {"S": "done"}},
+                ExpressionAttributeValues={":done": {"S": final}},
             )
         with contextlib.suppress(Exception):
             self.checkpoints.delete(job, s.shard)
@@ -291,9 +315,11 @@ class Worker:
         heartbeat: Heartbeat,
         protection: TaskProtection | None,
         emit: Callable[[list[Defect]], None],
+        stop: StopPoll,
     ) -> JobResult:
         """Follow a live source (:mod:`vqa.worker.live`); the lease is kept by a thread, since
-        a quiet source (input loss) yields no segment for as long as it lasts."""
+        a quiet source (input loss) yields no segment for as long as it lasts. That thread also
+        reads the stream's stop request while no segment comes."""
         self._job_stop = threading.Event()
         if self.stopping:
             self._job_stop.set()
@@ -306,11 +332,17 @@ class Worker:
             handover_due=self.handover_due,
             keep_lease=lambda: None,
             put_defects=emit,
+            stream_stopped=stop.poll,
         )
+        if stop.requested:
+            return run.finish_stopped()
         done = threading.Event()
 
         def lease() -> None:
             while not done.wait(1.0):
+                if not run.stopped and stop.poll():
+                    run.stopped = True
+                    self._job_stop.set()  # the follower stops even while no media comes
                 if self.handover_due():
                     # At the next media-segment boundary (LiveRun); now, if no media comes.
                     run.handing_over = True
@@ -322,7 +354,7 @@ class Worker:
                     if protection is not None:
                         protection.renew()
                 except Exception:  # the next beat retries; a lost lease shows as a duplicate
-                    log.warning("heartbeat failed", extra={"stream": job.stream}, exc_info=True)
+                    log.warning("heartbeat failed", exc_info=True)
 
         keeper = threading.Thread(target=lease, name="vqa-lease", daemon=True)
         keeper.start()
@@ -331,7 +363,7 @@ class Worker:
         finally:
             done.set()
             keeper.join()
-        if run.handing_over and not self.stopping:
+        if run.handing_over and not self.stopping and not result.stopped:
             raise HandOver(job.stream)
         return result
 
@@ -340,9 +372,12 @@ class Worker:
         reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
         final = receives >= s.max_receives
         self.jobs_failed += 1
+        if final:
+            observer().stream_failed()
+            observer().flush()
         log.error(
             "job failed" + (": dead-lettered" if final else ": will retry"),
-            extra={"stream": job.stream, "shard": s.shard, "receives": receives, "error": reason},
+            extra={"shard": s.shard, "receives": receives, "error": reason},
             exc_info=not isinstance(exc, _EXPECTED_ERRORS()),
         )
         fields: dict[str, Any] = {"error": f"{s.shard}: {reason}", f"error_{s.shard}": reason}
@@ -360,7 +395,7 @@ class Worker:
                     self.clients.dynamodb, s.table, job.stream, s.shard, "retrying", **fields
                 )
         except Exception:  # the job is retried anyway; the status is best effort
-            log.exception("could not record the failure", extra={"stream": job.stream})
+            log.exception("could not record the failure")
         delay = 0 if final else min(s.retry_delay_cap, 2**receives)
         self._release(receipt, delay=delay)
 
