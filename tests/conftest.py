@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -53,6 +55,7 @@ def corpus_key() -> str:
     for module in sorted((REPO / "vqa" / "corpus").glob("*.py")):
         digest.update(module.name.encode() + b"\0" + module.read_bytes())
     digest.update(f"av={av.__version__};ffmpeg={av.ffmpeg_version_info}".encode())
+    digest.update(b"written-by-cli")  # the directory also holds the CLI's output
     return digest.hexdigest()[:16]
 
 
@@ -68,10 +71,16 @@ def _prune_stale(cache: Path, *, keep: str, max_age_s: float = 86_400.0) -> None
             old.unlink(missing_ok=True)
 
 
-def ensure_corpus(cache: Path = CACHE) -> Path:
-    """Return the cached corpus directory, writing it first if needed (atomic, locked)."""
-    from vqa.corpus import write_corpus
+#: What ``vqa corpus`` printed when it wrote the cached corpus (tests/test_cli.py reads it).
+CORPUS_CLI_OUTPUT = "cli-output.json"
 
+
+def ensure_corpus(cache: Path = CACHE) -> Path:
+    """Return the cached corpus directory, writing it first if needed (atomic, locked).
+
+    It is written by the CLI (``vqa corpus DIR``, as a user would), whose output is kept in
+    :data:`CORPUS_CLI_OUTPUT` for the CLI's own test: the corpus is written once per recipe
+    version, not once more to test the command."""
     final = cache / f"corpus-{corpus_key()}"
     if (final / "truth.json").is_file():
         return final
@@ -83,7 +92,17 @@ def ensure_corpus(cache: Path = CACHE) -> Path:
         _prune_stale(cache, keep=final.name)
         tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=cache))
         try:
-            write_corpus(tmp)
+            proc = subprocess.run(
+                [sys.executable, "-m", "vqa", "corpus", str(tmp)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"vqa corpus failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            (tmp / CORPUS_CLI_OUTPUT).write_text(
+                json.dumps({"returncode": proc.returncode, "stdout": proc.stdout})
+            )
             tmp.chmod(0o755)  # mkdtemp makes it private
             os.rename(tmp, final)
         except BaseException:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Corpus
+from tests.conftest import CORPUS_CLI_OUTPUT, Corpus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,9 +128,12 @@ def test_audio_only_says_what_was_skipped(corpus: Corpus) -> None:
     assert "skipped black" in proc.stdout and "video" in proc.stdout
 
 
-def test_corpus_command_writes_truth(tmp_path: Path) -> None:
-    proc = vqa("corpus", str(tmp_path / "c"))
-    assert proc.returncode == 0, proc.stderr
-    truth = json.loads((tmp_path / "c" / "truth.json").read_text())
+def test_corpus_command_writes_truth(corpus: Corpus) -> None:
+    # The session's corpus is written by `vqa corpus DIR` (tests/conftest.py keeps its output).
+    cli = json.loads((corpus.dir / CORPUS_CLI_OUTPUT).read_text())
+    truth = json.loads((corpus.dir / "truth.json").read_text())
+    assert cli["returncode"] == 0
+    # Written into a temporary directory, then renamed into place.
+    assert cli["stdout"].startswith(f"wrote {len(truth['clips'])} clips and truth.json to ")
     for clip in truth["clips"]:
-        assert (tmp_path / "c" / clip["file"]).stat().st_size > 0
+        assert (corpus.dir / clip["file"]).stat().st_size > 0

@@ -246,3 +246,23 @@ def test_handlers_need_only_the_layer_and_the_runtime() -> None:
     ours = {"vqa", "lambdas"}
     third_party = {m for m in out if m not in sys.stdlib_module_names and not m.startswith("_")}
     assert third_party <= layer | runtime | ours, third_party - layer - runtime - ours
+
+
+def test_a_request_runs_only_its_detectors_at_its_thresholds(corpus: Any) -> None:
+    """The front door's request in the execution input (vqa.api's StepFunctionsStarter) reaches
+    the detector functions: the others return at once, the requested one runs at the request's
+    thresholds over the deployed ones."""
+    from vqa.local.monolith import load_config
+
+    clip = corpus.path("multi.mp4")
+    request = {"detectors": ["black"], "thresholds": {"black": {"min_duration": 0.5}}}
+    got = run_local(str(clip), granularity="segment", request=request)
+    expected = analyze(str(clip), detectors=["black"], thresholds=request["thresholds"])
+    assert got["defects"] == [d.to_json() for d in expected.defects]
+    assert [d["kind"] for d in got["defects"]] == ["black"]
+    assert not analyze(str(clip), detectors=["black"]).defects  # not at the deployed 2 s
+    # Every other deployed detector is skipped: for its own reason (transport: not MPEG-TS)
+    # where it has one, else as not requested.
+    others = {d for d in load_config().detectors if d != "black"}
+    own = analyze(str(clip), detectors=sorted(others)).skipped
+    assert got["skipped"] == {d: own.get(d, "not requested") for d in others}

@@ -370,3 +370,36 @@ def test_media_back_but_undecodable_ends_the_loss_and_keeps_later_times_right(
     v0, v2 = first.segments[0].video, after.segments[0].video
     assert v0 is not None and v2 is not None
     assert v2.times[0] - v0.times[0] == pytest.approx(aired + 2 * SEGMENT, abs=0.01)
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["discontinuity", "unannounced"])
+def test_a_signalled_discontinuity_restarts_the_continuity_counters(
+    segments: list[OriginSegment], announced: bool
+) -> None:
+    """HLS segments joined where the packager restarted (a loop, an ad splice): with
+    EXT-X-DISCONTINUITY the continuity counters start afresh, as the tag says; without it the
+    same join is a TR 101 290 1.4 Continuity_count_error."""
+    from vqa.detectors import create
+    from vqa.live import decode_chunk
+
+    tl, det = Timeline(), create("transport")
+    found = []
+    for i, seg in enumerate(segments[:3] + segments[:3]):
+        follows = not (announced and i == 3)
+        if not follows:
+            tl.brk()
+        for s in decode_chunk(
+            seg.data,
+            source="x",
+            timeline=tl,
+            segment_seconds=SEGMENT,
+            expect=seg.duration,
+            follows=follows,
+        ):
+            found += det.process(s)
+    found += det.flush()
+    indicators = {d.detail["indicator"] for d in found}
+    if announced:
+        assert found == []
+    else:
+        assert "1.4 Continuity_count_error" in indicators, found

@@ -5,9 +5,9 @@ silence) in 1 s segments and starts airing once the stack is provisioned (``on_r
 defect at programme time T aired at ``origin.aired(T)``. The stack runs with IAM enforced:
 ``watch`` raises if any handler made a call its role does not allow.
 
-The stack is configured with ``granularity: segment``: at per-frame granularity the emulation
-(every PUT and GET through moto, the handlers one at a time) spends about 2 s of this machine's
-time on a 1 s segment and falls behind a live stream; `benchmarks/bench_live.py` reports both.
+The stack is configured with ``granularity: segment``, the lighter of the two for a test on a
+shared 2-core machine; `benchmarks/bench_live.py` measures the default per-frame granularity
+(which keeps up at 360p25).
 """
 
 from __future__ import annotations
@@ -138,10 +138,19 @@ def test_input_loss_recovery_and_stop(corpus: Corpus, segments: list[OriginSegme
     alerts: list[dict[str, Any]] = []
     executions: list[dict[str, Any]] = []
     stop = threading.Event()
-    with LiveOrigin(segments, window=4, end_tag=False) as origin:
+    timed_out: list[float] = []
+    # A window of 8 s: a busy CI machine may let the emulation lag a few seconds behind.
+    with LiveOrigin(segments, window=8, end_tag=False) as origin:
         ready = _airing(origin, segments)
 
         stalled_at: list[int] = []
+
+        def watchdog() -> None:
+            # Bounded in time: had silence never been seen, the stream (no end tag) would
+            # run on; stop it 30 s after the programme aired and fail below, saying why.
+            if not stop.wait(max(0.0, origin.aired(origin.program) + 30.0 - time.time())):
+                timed_out.append(time.time())
+                stop.set()
 
         def control() -> None:
             time.sleep(max(0.0, origin.aired(3.2) - time.time()))
@@ -153,6 +162,7 @@ def test_input_loss_recovery_and_stop(corpus: Corpus, segments: list[OriginSegme
         def on_ready() -> None:
             ready()
             threading.Thread(target=control, daemon=True).start()
+            threading.Thread(target=watchdog, daemon=True).start()
 
         for body in watch(
             origin.url,
@@ -166,6 +176,7 @@ def test_input_loss_recovery_and_stop(corpus: Corpus, segments: list[OriginSegme
             if body["kind"] == "silence" and body["event"] == "defect.started":
                 stop.set()  # SIGINT while silence is on air: it ends at the last media seen
 
+    assert not timed_out, f"no silence alert 30 s after the programme aired: {alerts}"
     first = _first_program_time(origin, executions)
     ended = check_pairs(alerts)  # the stop ended every open defect
     (loss,) = [e for e in ended if e["kind"] == "input_loss"]

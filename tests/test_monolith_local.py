@@ -242,6 +242,47 @@ def test_orchestrator_records_the_stream_and_fans_out_one_job_per_shard(emulatio
     assert snap["counters"]["lambda_invocations"] == 1
 
 
+def test_a_request_runs_only_its_detectors_at_its_thresholds(emulation: Any, corpus: Any) -> None:
+    """The front door's request (vqa.api: ``{"detectors", "thresholds"}``) reaches the workers:
+    only the shards holding a requested detector get a job, and the worker runs just those
+    detectors with the request's thresholds over the deployed ones."""
+    from vqa.analyze import analyze
+    from vqa.worker import Clients, Worker, WorkerSettings
+
+    clip = corpus.path("multi.mp4")
+    emulation.client("s3").put_object(
+        Bucket=emulation.source_bucket, Key="m.mp4", Body=clip.read_bytes()
+    )
+    source = f"s3://{emulation.source_bucket}/m.mp4"
+    request = {"detectors": ["black"], "thresholds": {"black": {"min_duration": 0.5}}}
+    event = {"stream": "req-1", "source": source, "request": request}
+    out = invoke_orchestrator(emulation, event, Meter())
+    (shard,) = [s for s in emulation.shards if "black" in s.detectors]
+    assert set(out["jobs"]) == {shard.name}  # the other shard is not asked (nor waited for)
+    worker = Worker(
+        WorkerSettings.from_env(emulation.worker_env(shard)),
+        Clients(
+            sqs=emulation.client("sqs"),
+            dynamodb=emulation.client("dynamodb"),
+            s3=emulation.client("s3"),
+            sns=emulation.client("sns"),
+            events=emulation.client("events"),
+        ),
+    )
+    worker.run(drain=True)
+    from vqa.results import get_status, read_defects
+
+    ddb = emulation.client("dynamodb")
+    status = get_status(dynamodb=ddb, table=emulation.table, stream="req-1") or {}
+    assert status["state"] == "done"
+    expected = analyze(str(clip), detectors=["black"], thresholds=request["thresholds"])
+    got = read_defects(dynamodb=ddb, table=emulation.table, stream="req-1")
+    assert [d.to_json() for d in got] == [d.to_json() for d in expected.defects]
+    # At the deployed 2 s minimum, multi.mp4's 1.5 s black would not be reported at all.
+    assert [d.kind for d in got] == ["black"]
+    assert not analyze(str(clip), detectors=["black"]).defects
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [

@@ -317,6 +317,10 @@ def read(
                 log.warning("%s: segment %d: %s", source, entry.seq, _why(exc))
                 return hole(entry.duration)
             events: list[DefectEvent] = []
+            # After a signalled discontinuity or an outage the bytes do not continue the
+            # previous segment's: the transport analysis takes its counters afresh (an ad
+            # splice restarting continuity counters is not a TR 101 290 error).
+            follows = cur.lost is None and not entry.discontinuity
             if cur.lost is not None:
                 # The new segment aired before it was published: it sits its own duration
                 # before its publication on the stream clock.
@@ -332,6 +336,7 @@ def read(
                 segs = decode_chunk(
                     data,
                     source=source,
+                    follows=follows,
                     timeline=timeline,
                     segment_seconds=segment_seconds,
                     expect=entry.duration,

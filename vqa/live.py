@@ -281,11 +281,13 @@ def decode_chunk(
     segment_seconds: float,
     expect: float,
     tracks: Collection[str] = ("video", "audio"),
+    follows: bool = True,
 ) -> list[Segment]:
-    """Decode one self-contained MPEG-TS piece (an HLS segment) into segments on stream time."""
+    """Decode one self-contained MPEG-TS piece (an HLS segment) into segments on stream time;
+    ``follows=False``: its bytes do not continue the previous piece's (a discontinuity)."""
     try:
         # Through a tee, so the transport analysis gets these same bytes (read once).
-        tee = TsTee(io.BytesIO(data), hls=True)
+        tee = TsTee(io.BytesIO(data), hls=True, follows=follows)
         container = av.open(tee, format="mpegts")
     except av.error.FFmpegError as exc:
         raise BadSourceError(source, f"segment is not MPEG-TS: {exc}") from None

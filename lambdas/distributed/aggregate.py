@@ -38,6 +38,10 @@ from vqa import alerts, results
 from vqa.defects import Defect, sort_defects
 from vqa.events import DefectEvent, sort_events
 
+#: Every this many segments a running stream's status records how far it has got (one
+#: DynamoDB write per ten segments, as the monolith's workers do at their checkpoints).
+PROGRESS_EVERY = 10
+
 
 def _segment_metrics(segment: dict[str, Any], events: list[DefectEvent], sent: int) -> None:
     """The operational metrics of one segment (:mod:`vqa.metrics`), once it is stored and
@@ -108,6 +112,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 end=segment["end"],
                 duration=segment.get("duration", event["info"].get("duration", 0.0)),
                 skipped=event["info"].get("skipped", {}),
+            )
+        elif (index + 1) % PROGRESS_EVERY == 0:
+            # Progress for the front door's GET (monitored time so far); the final figure
+            # comes with the last segment.
+            results.update_status(
+                dynamodb=CLIENTS.dynamodb, table=table, stream=stream, duration=segment["end"]
             )
     nxt = index + 1
     _segment_metrics(segment, events, sent)

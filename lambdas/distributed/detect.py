@@ -75,15 +75,20 @@ def load_segment(bucket: str, ref: dict[str, Any], det: Detector[Any]) -> Segmen
     return segment
 
 
-def _create(name: str) -> Detector[Any]:
-    """The detector with this function's thresholds (``VQA_THRESHOLDS``, set by the stack)."""
+def _create(name: str, requested: dict[str, Any] | None = None) -> Detector[Any]:
+    """The detector with this function's thresholds (``VQA_THRESHOLDS``, set by the stack),
+    overridden field by field by the stream's request (``requested``: the Start step's
+    ``info.thresholds``, from the front door's POST)."""
     thresholds: dict[str, dict[str, Any]] = json.loads(env("VQA_THRESHOLDS", "{}"))
-    return detectors.create(name, **thresholds.get(name, {}))
+    fields = {**thresholds.get(name, {}), **(requested or {}).get(name, {})}
+    return detectors.create(name, **fields)
 
 
-def _restore(bucket: str, name: str, stream: str, index: int) -> Detector[Any]:
+def _restore(
+    bucket: str, name: str, stream: str, index: int, requested: dict[str, Any] | None = None
+) -> Detector[Any]:
     """The detector as it was after segment ``index - 1`` (fresh at the first segment)."""
-    det = _create(name)
+    det = _create(name, requested)
     if index > 0:
         try:
             saved = CLIENTS.s3.get_object(Bucket=bucket, Key=state_key(stream, name, index - 1))
@@ -123,7 +128,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A live media segment may hold several parts; a file segment is its own only part.
     parts = ref.get("parts", [ref])
     with transient_errors():
-        det = _restore(bucket, name, stream, index)
+        det = _restore(bucket, name, stream, index, info.get("thresholds"))
         segments = [load_segment(bucket, part, det) for part in parts]
     found: list[Defect] = []
     events: list[DefectEvent] = []
@@ -140,7 +145,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         events += det.events.update(finished, None, seen=float(ref["end"]))
     if not ref["last"]:
         if ref.get("flush"):
-            det = _create(name)  # what came before a hole says nothing about what follows
+            # What came before a hole says nothing about what follows.
+            det = _create(name, info.get("thresholds"))
         with transient_errors():
             _save(bucket, det, stream, index)
     logger.info("detect", extra={"detector": name, "defects": len(found), "ms": timer.ms})

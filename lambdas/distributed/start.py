@@ -26,6 +26,7 @@ from lambdas.distributed.common import (
 )
 from vqa import detectors, hls_cursor, media, results
 from vqa.detectors import NEEDS_REASON
+from vqa.overrides import validate_thresholds
 
 
 def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str]:
@@ -39,6 +40,25 @@ def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str
         ):
             skipped[name] = NEEDS_REASON[det.needs]
     return skipped
+
+
+#: Why a deployed detector does not run on a stream: the front door's request left it out.
+NOT_REQUESTED = "not requested"
+
+
+def requested(execution_input: Any, deployed: list[str]) -> tuple[set[str], dict[str, Any]]:
+    """The detectors (of ``deployed``) and threshold overrides the front door's request asked
+    for (vqa.api puts it in the execution input as ``request``); without one, all of them at
+    the deployed thresholds. Validated again: an execution started some other way must not run
+    a detector with an unknown field."""
+    request = (execution_input or {}).get("request") if isinstance(execution_input, dict) else None
+    if not isinstance(request, dict):
+        return set(deployed), {}
+    wanted = set(request.get("detectors") or deployed) & set(deployed)
+    if not wanted:
+        raise ValueError(f"request.detectors: none of {request.get('detectors')} is deployed")
+    overrides = validate_thresholds(request.get("thresholds") or {})
+    return wanted, {d: f for d, f in overrides.items() if d in wanted}
 
 
 @logger.inject_lambda_context
@@ -62,13 +82,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             # The tracks of a live stream: those of the segment at the edge, read next.
             probed = hls_cursor.edge_segment_url(live, source)
         info = media.probe(probed, s3_client=CLIENTS.s3)
+    wanted, thresholds = requested(event.get("input"), names)
     skipped = skipped_detectors(names, info)
+    skipped.update({n: NOT_REQUESTED for n in names if n not in wanted and n not in skipped})
     out = {
         "has_video": info.has_video,
         "has_audio": info.has_audio,
         "duration": info.duration,
         "skipped": skipped,
         "live": bool(cursor),
+        "thresholds": thresholds,
     }
     with transient_errors():
         # A stop requested before this step (the front door's DELETE right after its POST)

@@ -66,7 +66,30 @@ def _validate(event: dict[str, Any]) -> tuple[str, str]:
     return stream, source
 
 
-def _put_status(stream: str, source: str) -> None:
+def _plan(request: Any) -> dict[str, dict[str, Any]]:
+    """``{shard: {"detectors", "thresholds"}}``: the shards the stream needs and what each runs.
+
+    ``request`` is the front door's validated request (vqa.api); without one (a direct invoke)
+    every shard runs all its detectors at the deployed thresholds. A shard none of whose
+    detectors was requested gets no job, and is not waited for.
+    """
+    request = request if isinstance(request, dict) else {}
+    wanted = request.get("detectors") or None
+    overrides = request.get("thresholds") or {}
+    if not isinstance(overrides, dict):
+        raise BadRequest("request.thresholds: expected {detector: {field: value}}")
+    plan: dict[str, dict[str, Any]] = {}
+    for shard in sorted(SHARD_QUEUES):
+        detectors = [d for d in SHARD_DETECTORS.get(shard, []) if wanted is None or d in wanted]
+        if detectors:
+            thresholds = {d: f for d, f in overrides.items() if d in detectors}
+            plan[shard] = {"detectors": detectors, "thresholds": thresholds}
+    if not plan:
+        raise BadRequest(f"request.detectors: none of {wanted} is deployed by any shard")
+    return plan
+
+
+def _put_status(stream: str, source: str, shards: list[str]) -> None:
     """The stream's status item (vqa.results: the one schema both architectures write); a stop
     requested before it (the front door's DELETE racing its POST) survives, and the jobs still
     go out: each worker finds the stop at once, ends the job and records ``stopped``."""
@@ -77,7 +100,7 @@ def _put_status(stream: str, source: str) -> None:
         state="running",
         source=source,
         architecture="monolith",
-        shards=json.dumps(sorted(SHARD_QUEUES)),
+        shards=json.dumps(sorted(shards)),
         requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
@@ -89,17 +112,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     OBS.bind()  # a warm function must not log the previous stream's id
     stream, source = _validate(event)
     OBS.bind(stream_id=stream)
-    _put_status(stream, source)
+    plan = _plan(event.get("request"))
+    _put_status(stream, source, list(plan))
     sent: dict[str, str] = {}
-    for shard, queue_url in sorted(SHARD_QUEUES.items()):
+    for shard, job in plan.items():
         body = {
             "stream": stream,
             "source": source,
             "shard": shard,
-            "detectors": SHARD_DETECTORS.get(shard, []),
+            **job,
             "segment_seconds": SEGMENT_SECONDS,
         }
-        resp = SQS.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        resp = SQS.send_message(QueueUrl=SHARD_QUEUES[shard], MessageBody=json.dumps(body))
         sent[shard] = resp["MessageId"]
     logger.info("stream fanned out", extra={"shards": sorted(sent)})
     return {"stream": stream, "source": source, "state": "running", "jobs": sent}

@@ -205,7 +205,14 @@ class AnalysisWorkflow(Construct):
         start_task = invoke(
             "Start",
             start,
-            {"stream": stream, "source": source, "index": index},
+            # The whole execution input: the front door's request (detectors, thresholds)
+            # when it started the stream, absent when someone started it directly.
+            {
+                "stream": stream,
+                "source": source,
+                "index": index,
+                "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            },
             comment="Probe the source once per stream, record it as running; the loop state",
         )
         # Convert returns the whole loop state (a live stream's cursor moves even while it

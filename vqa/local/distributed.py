@@ -214,8 +214,12 @@ def run_local(
     config: Any = None,
     template: dict[str, Any] | None = None,
     thresholds: Mapping[str, Mapping[str, Any]] | None = None,
+    request: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``source`` through the emulated distributed stack; the JSON of ``vqa run --json``.
+
+    ``request``: what the front door would put in the execution input (vqa.api:
+    ``{"detectors", "thresholds"}`` of one stream), read by the Start step.
 
     ``config``: a :class:`stacks.config.VqaConfig` or a mapping of ``vqa`` context keys
     overriding ``cdk.json``; ``granularity``/``workflow_type``/``thresholds`` (``--set``:
@@ -280,7 +284,14 @@ def run_local(
             aws.client("stepfunctions", meter=meter).start_execution(
                 stateMachineArn=arn,
                 name=f"{stream}-0",
-                input=json.dumps({"stream": stream, "source": uri, "index": 0}),
+                input=json.dumps(
+                    {
+                        "stream": stream,
+                        "source": uri,
+                        "index": 0,
+                        **({"request": dict(request)} if request else {}),
+                    }
+                ),
             )
             executions = _wait(sfn, arn, done_segments)
         if bar is not None:

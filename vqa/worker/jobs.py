@@ -33,6 +33,10 @@ class Job:
     live: bool = False
     #: How many continuation hand-overs came before this message (24/7 jobs: vqa.worker.live).
     continuation: int = 0
+    #: The detectors of this shard the request asked for (None: all the shard runs) and the
+    #: request's threshold overrides for them (the front door's POST, via the orchestrator).
+    detectors: tuple[str, ...] | None = None
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, body: str, *, segment_seconds: float = 1.0) -> Job:
@@ -47,6 +51,8 @@ class Job:
             segment_seconds=float(doc.get("segment_seconds", segment_seconds)),
             live=bool(doc.get("live", is_live(source))),
             continuation=int(doc.get("continuation", 0)),
+            detectors=tuple(doc["detectors"]) if doc.get("detectors") else None,
+            thresholds=dict(doc.get("thresholds") or {}),
         )
 
 

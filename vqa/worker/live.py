@@ -244,6 +244,18 @@ class LiveRun:
         cp = Checkpoint(self.state.segments, {"live": self.state.to_json()}, self.defects)
         self.checkpoints.save(self.job, self.s.shard, self.s.detectors, cp)
 
+    def record_progress(self) -> None:
+        """The stream time seen so far, for the front door's GET (the final figure, the same
+        quantity, comes when the job ends); at the periodic checkpoints only."""
+        update_shard_status(
+            self.c.dynamodb,
+            self.s.table,
+            self.job.stream,
+            self.s.shard,
+            "running",
+            **{f"duration_{self.s.shard}": repr(self.state.seen)},
+        )
+
     def _ctx(self) -> dict[str, Any]:
         return {"stream_id": self.job.stream, "shard": self.s.shard}
 
@@ -448,6 +460,7 @@ class LiveRun:
                 self._end_carried(st.offset, late)
             if st.segments % max(1, self.s.checkpoint_every) == 0:
                 self.save()
+                self.record_progress()
                 log.info(
                     "checkpoint",
                     extra={**self._ctx(), "next_index": st.segments, "seen": st.seen},

@@ -198,7 +198,8 @@ class Worker:
     def _run_job(
         self, job: Job, receipt: str, receives: int, protection: TaskProtection | None = None
     ) -> JobResult:
-        s, c = self.settings, self.clients
+        # The request's detectors and thresholds for this shard (the front door's POST).
+        s, c = self.settings.for_job(job), self.clients
         item = update_shard_status(
             c.dynamodb, s.table, job.stream, s.shard, "running", **{f"attempts_{s.shard}": receives}
         )
@@ -225,7 +226,7 @@ class Worker:
             publish_alerts(events, job=job, settings=s, clients=c)
 
         if job.live:  # never seeked: a resumed live job starts at the live edge
-            result = self._run_live(job, heartbeat, protection, emit, stop)
+            result = self._run_live(job, s, heartbeat, protection, emit, stop)
             self._finish(job, result)
             return result
         checkpoint = self.checkpoints.load(job, s.shard, s.detectors)
@@ -239,6 +240,10 @@ class Worker:
 
         def save(cp: Checkpoint) -> None:
             self.checkpoints.save(job, s.shard, s.detectors, cp)
+            # Progress for the front door's GET (monitored time so far): the media analysed up
+            # to this checkpoint, whole segments; the final figure comes with _finish.
+            progress = {f"duration_{s.shard}": repr(cp.next_index * job.segment_seconds)}
+            update_shard_status(c.dynamodb, s.table, job.stream, s.shard, "running", **progress)
             log.info("checkpoint", extra={"shard": s.shard, "next_index": cp.next_index})
             obs.flush()  # the metrics of this checkpoint's batch of segments
 
@@ -312,6 +317,7 @@ class Worker:
     def _run_live(
         self,
         job: Job,
+        settings: WorkerSettings,
         heartbeat: Heartbeat,
         protection: TaskProtection | None,
         emit: Callable[[list[Defect]], None],
@@ -325,7 +331,7 @@ class Worker:
             self._job_stop.set()
         run = LiveRun(
             job,
-            settings=self.settings,
+            settings=settings,
             clients=self.clients,
             checkpoints=self.checkpoints,
             stop=self._job_stop,

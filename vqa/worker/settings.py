@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vqa.worker.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,19 @@ class WorkerSettings:
         if not self.detectors:
             out.append("VQA_DETECTORS")
         return out
+
+    def for_job(self, job: Job) -> WorkerSettings:
+        """These settings for one job: the shard's detectors the request asked for (all when
+        it named none) and the request's thresholds over the deployed ones, field by field.
+        The request was validated by the front door; it is validated again here, so a job
+        queued some other way cannot run a detector with an unknown field."""
+        from vqa.overrides import validate_thresholds
+
+        detectors = self.detectors
+        if job.detectors is not None:
+            detectors = tuple(d for d in self.detectors if d in job.detectors)
+        merged = {k: dict(v) for k, v in self.thresholds.items() if k in detectors}
+        for name, fields in validate_thresholds(job.thresholds).items():
+            if name in detectors:
+                merged.setdefault(name, {}).update(fields)
+        return dataclasses.replace(self, detectors=detectors, thresholds=merged)
