@@ -122,3 +122,17 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"--set {item!r}: expected DETECTOR.FIELD=VALUE")
         raw.setdefault(detector, {})[name] = value.strip()
     return validate_thresholds(raw)
+
+
+def narrow(
+    deployed: Sequence[str],
+    wanted: Sequence[str] | None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None,
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """What one stream's request (the front door's ``detectors`` and ``thresholds``) asks of the
+    ``deployed`` detectors: those it names, in deployed order (all of them when it names none),
+    and its thresholds for those, validated again (a job or an execution may have been started
+    without the front door)."""
+    detectors = tuple(d for d in deployed if not wanted or d in wanted)
+    overrides = validate_thresholds(thresholds or {})
+    return detectors, {d: f for d, f in overrides.items() if d in detectors}

@@ -26,7 +26,7 @@ from lambdas.distributed.common import (
 )
 from vqa import detectors, hls_cursor, media, results
 from vqa.detectors import NEEDS_REASON
-from vqa.overrides import validate_thresholds
+from vqa.overrides import narrow
 
 
 def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str]:
@@ -46,19 +46,17 @@ def skipped_detectors(names: list[str], info: media.SourceInfo) -> dict[str, str
 NOT_REQUESTED = "not requested"
 
 
-def requested(execution_input: Any, deployed: list[str]) -> tuple[set[str], dict[str, Any]]:
+def requested(execution_input: Any, deployed: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The detectors (of ``deployed``) and threshold overrides the front door's request asked
     for (vqa.api puts it in the execution input as ``request``); without one, all of them at
-    the deployed thresholds. Validated again: an execution started some other way must not run
-    a detector with an unknown field."""
+    the deployed thresholds."""
     request = (execution_input or {}).get("request") if isinstance(execution_input, dict) else None
     if not isinstance(request, dict):
-        return set(deployed), {}
-    wanted = set(request.get("detectors") or deployed) & set(deployed)
+        return tuple(deployed), {}
+    wanted, thresholds = narrow(deployed, request.get("detectors"), request.get("thresholds"))
     if not wanted:
         raise ValueError(f"request.detectors: none of {request.get('detectors')} is deployed")
-    overrides = validate_thresholds(request.get("thresholds") or {})
-    return wanted, {d: f for d, f in overrides.items() if d in wanted}
+    return wanted, thresholds
 
 
 @logger.inject_lambda_context

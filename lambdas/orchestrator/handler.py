@@ -22,6 +22,7 @@ import boto3
 
 from vqa import results
 from vqa.observability import Observer
+from vqa.overrides import narrow
 
 OBS = Observer("orchestrator", architecture="monolith")
 logger, metrics, tracer = OBS.logger, OBS.metrics, OBS.tracer
@@ -74,16 +75,12 @@ def _plan(request: Any) -> dict[str, dict[str, Any]]:
     detectors was requested gets no job, and is not waited for.
     """
     request = request if isinstance(request, dict) else {}
-    wanted = request.get("detectors") or None
-    overrides = request.get("thresholds") or {}
-    if not isinstance(overrides, dict):
-        raise BadRequest("request.thresholds: expected {detector: {field: value}}")
+    wanted, overrides = request.get("detectors"), request.get("thresholds")
     plan: dict[str, dict[str, Any]] = {}
     for shard in sorted(SHARD_QUEUES):
-        detectors = [d for d in SHARD_DETECTORS.get(shard, []) if wanted is None or d in wanted]
+        detectors, thresholds = narrow(SHARD_DETECTORS.get(shard, []), wanted, overrides)
         if detectors:
-            thresholds = {d: f for d, f in overrides.items() if d in detectors}
-            plan[shard] = {"detectors": detectors, "thresholds": thresholds}
+            plan[shard] = {"detectors": list(detectors), "thresholds": thresholds}
     if not plan:
         raise BadRequest(f"request.detectors: none of {wanted} is deployed by any shard")
     return plan

@@ -91,16 +91,6 @@ def stack_config(
     return dict(out) if out else None
 
 
-def local_context(config: Any | None) -> dict[str, Any]:
-    """The ``vqa`` context of the local stack: ``config`` (default ``cdk.json``). Loopback
-    sources are allowed by the provisioner, as the local platform
-    (:func:`vqa.local.provision.platform_environment`), not by a different template."""
-    aws.ensure_repo_on_path()
-    from vqa.local.template import config_context
-
-    return config_context(config)
-
-
 def _front_door_function(dep: Deployment) -> Function:
     from stacks.constructs.front_door import HANDLER
 
@@ -173,10 +163,10 @@ class DistributedStack:
         from vqa.local import moto_lambda
         from vqa.local.distributed import _create_state_machine, _handler_io, _quiet_interpreter
         from vqa.local.provision import provision
-        from vqa.local.template import DISTRIBUTED_STACK, synth_template
+        from vqa.local.template import DISTRIBUTED_STACK, config_context, synth_template
 
         if template is None:
-            template = synth_template(DISTRIBUTED_STACK, vqa_context=local_context(config))
+            template = synth_template(DISTRIBUTED_STACK, vqa_context=config_context(config))
         self.meter = Meter()
         self.ledger = iam.Ledger()
         self._exit = contextlib.ExitStack()
@@ -252,9 +242,9 @@ class MonolithStack:
         from vqa.local.monolith import LiveMonolith
 
         if template is None:
-            from vqa.local.template import MONOLITH_STACK, synth_template
+            from vqa.local.template import MONOLITH_STACK, config_context, synth_template
 
-            template = synth_template(MONOLITH_STACK, vqa_context=local_context(config))
+            template = synth_template(MONOLITH_STACK, vqa_context=config_context(config))
         self.live = LiveMonolith("", template=template, submit=False)
         self.emu = self.live.emu
         self.table, self.dynamodb = self.emu.table, self.emu.client("dynamodb")

@@ -84,13 +84,10 @@ class WorkerSettings:
         it named none) and the request's thresholds over the deployed ones, field by field.
         The request was validated by the front door; it is validated again here, so a job
         queued some other way cannot run a detector with an unknown field."""
-        from vqa.overrides import validate_thresholds
+        from vqa.overrides import narrow
 
-        detectors = self.detectors
-        if job.detectors is not None:
-            detectors = tuple(d for d in self.detectors if d in job.detectors)
+        detectors, requested = narrow(self.detectors, job.detectors, job.thresholds)
         merged = {k: dict(v) for k, v in self.thresholds.items() if k in detectors}
-        for name, fields in validate_thresholds(job.thresholds).items():
-            if name in detectors:
-                merged.setdefault(name, {}).update(fields)
+        for name, fields in requested.items():
+            merged.setdefault(name, {}).update(fields)
         return dataclasses.replace(self, detectors=detectors, thresholds=merged)
