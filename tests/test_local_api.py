@@ -136,20 +136,31 @@ def test_submit_watch_and_stop_a_live_stream(
 
         v = wait_view(capsys, server, sid, lambda v: v["state"] == "running", timeout=30)
         assert v["source"] == origin.url and v["stop_requested"] is False
-        # The black of the first airing that monitoring saw whole: started while on air...
+
+        # The black of the first airing that monitoring saw whole: started while on air (a
+        # monitor that joined during a black sees its tail first, from stream time 0: not it)...
+        def whole(d: dict[str, Any]) -> bool:
+            return d["kind"] == "black" and d["start"] > SEGMENT / 2
+
         v = wait_view(
             capsys,
             server,
             sid,
-            lambda v: any(d["kind"] == "black" for d in v["open_defects"]),
+            lambda v: any(whole(d) for d in v["open_defects"]),
             timeout=origin.program + 20,
         )
-        started = next(d for d in v["open_defects"] if d["kind"] == "black")
+        started = next(d for d in v["open_defects"] if whole(d))
         # ...then ended, with the duration it aired (1.5 s).
-        v = wait_view(capsys, server, sid, lambda v: bool(v["defects"]), timeout=10)
+        v = wait_view(
+            capsys,
+            server,
+            sid,
+            lambda v: any(d["start"] == started["start"] for d in v["defects"]),
+            timeout=10,
+        )
         assert not v["open_defects"], v
-        [black] = v["defects"]
-        assert black["kind"] == "black" and black["start"] == started["start"]
+        black = next(d for d in v["defects"] if d["start"] == started["start"])
+        assert black["kind"] == "black"
         assert black["end"] - black["start"] == pytest.approx(1.5, abs=0.05)
         code, out, _ = cli(capsys, "defects", sid, *at)
         assert code == 0 and "black" in out and f"{black['start']:.3f}" in out
@@ -181,8 +192,10 @@ def test_submit_watch_and_stop_a_live_stream(
     assert latency <= 10.0, latency  # wall clock: the distributed alert target (issue 8)
     assert v["stop_requested"] is True and not v["open_defects"]
     # The black found above, and the next airing's if it aired before the stop (8 s apart).
-    assert v["defects"][0] == black and {d["kind"] for d in v["defects"]} == {"black"}
-    assert len(v["defects"]) <= 2
+    # The black found above, the tail of one airing before it if monitoring joined during
+    # one, and the next airing's if it aired before the stop (8 s apart).
+    assert black in v["defects"] and {d["kind"] for d in v["defects"]} == {"black"}
+    assert len(v["defects"]) <= 3
     nothing_left_running(server)
     # Stopping it again changes nothing: it has finished.
     code, out, _ = cli(capsys, "stop", sid, *at, "--json")
