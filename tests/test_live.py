@@ -8,6 +8,8 @@ media sequence read (``stream.started``).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import itertools
 import json
 import os
@@ -403,3 +405,125 @@ def test_a_signalled_discontinuity_restarts_the_continuity_counters(
         assert found == []
     else:
         assert "1.4 Continuity_count_error" in indicators, found
+
+
+@pytest.fixture
+def vod_playlist(segments: list[OriginSegment], tmp_path: Any) -> Iterator[str]:
+    """The origin's segments as an ended (VOD) HLS playlist on 127.0.0.1: read from its start,
+    as fast as it decodes."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for i, seg in enumerate(segments):
+        (tmp_path / f"{i}.ts").write_bytes(seg.data)
+        lines += [f"#EXTINF:{seg.duration:.6f},", f"{i}.ts"]
+    (tmp_path / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+
+    class Quiet(handler.func):  # type: ignore[misc,name-defined]
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _defect_events(rec: Recorder) -> list[tuple[Any, ...]]:
+    return [
+        (e["event"], e["kind"], e["id"], e["start"], e["end"])
+        for e in rec.events
+        if e["event"].startswith("defect.")
+    ]
+
+
+def test_a_hand_over_at_every_media_segment_changes_nothing(
+    corpus: Corpus, segments: list[OriginSegment], vod_playlist: str
+) -> None:
+    """A watch handed over after every media segment, each continuation going on from the last
+    one's carry (round-tripped through JSON, as a checkpoint stores it), reports exactly what one
+    uninterrupted watch reports: the same events with the same ids, starts and ends, although
+    hand-overs fall inside every defect, some before its minimum duration had passed (the case a
+    continuation that carried only announced defects got wrong)."""
+    whole = Recorder()
+    assert watch(vod_playlist, emit=whole, thresholds=CORPUS_THRESHOLDS) == "ended"
+
+    pieces, carry, runs = Recorder(), None, 0
+    boundaries: list[float] = []
+    while True:
+        hand_over, stop, info = threading.Event(), threading.Event(), {}
+
+        def at_boundary(seg: Any, info: dict[str, Any] = info, stop: Any = stop) -> None:
+            if info.get("position") is not None:
+                boundaries.append(float(seg.end))
+                stop.set()
+
+        hand_over.set()
+        reason = watch(
+            vod_playlist,
+            emit=pieces,
+            thresholds=CORPUS_THRESHOLDS,
+            stop=stop,
+            hand_over=hand_over,
+            resume=carry,
+            info=info,
+            on_segment=at_boundary,
+            clock=time.time,
+        )
+        runs += 1
+        if reason == "ended":
+            break
+        assert reason == "handed_over", reason
+        carry = json.loads(json.dumps(info["carry"]))
+    assert runs >= len(segments) - 1  # one media segment per run (the last run sees the end)
+    assert _defect_events(pieces) == _defect_events(whole)
+    # The hand-overs really fell inside defects before they were announced.
+    ended = [e for e in whole.events if e["event"] == "defect.ended"]
+    early = [
+        e
+        for e in ended
+        if any(e["start"] < b < e["start"] + min_duration(e["kind"]) for b in boundaries)
+    ]
+    assert len(early) >= 2, (ended, boundaries)
+    truth = expected_defects(corpus.clip(CLIP), parse_names(None))
+    assert sorted(e["kind"] for e in ended) == sorted(d["kind"] for d in truth)
+
+
+def test_a_continuation_too_late_for_the_window_skips_to_the_edge(
+    segments: list[OriginSegment],
+) -> None:
+    """A follower resumed from a position the window has slid past (a continuation that came
+    late) does not fail or seek: it says what it skipped (a Gap, from where the first follower's
+    media ended) and goes on at the live edge on the same programme clock."""
+    from vqa.live import Gap, follow
+    from vqa.segment import Segment
+
+    with LiveOrigin(segments, window=2, end_tag=False) as origin:
+        info: dict[str, Any] = {}
+        first = follow(origin.url, segment_seconds=SEGMENT, tracks=("video",), info=info)
+        seg = next(i for i in first if isinstance(i, Segment))
+        first_seq = origin.published() - 1  # started at the live edge
+        while info.get("position") is None:  # the rest of that media segment
+            seg = next(i for i in first if isinstance(i, Segment))
+        position = json.loads(json.dumps(info["position"]))
+        first.close()
+        time.sleep(max(0.0, origin.aired(origin.program_start(first_seq + 5)) - time.time()))
+        stop = threading.Event()
+        later = follow(
+            origin.url, segment_seconds=SEGMENT, tracks=("video",), stop=stop, resume=position
+        )
+        gap = next(later)
+        after = next(i for i in later if isinstance(i, Segment))
+        edge = origin.published() - 1
+        stop.set()
+    media_end = position["timeline"]["end"]  # the first follower's last media (last segment's)
+    assert seg.start < media_end <= seg.end
+    assert isinstance(gap, Gap) and gap.start == pytest.approx(media_end, abs=1e-6), gap
+    want = origin.program_start(edge) - origin.program_start(first_seq + 1)
+    assert after.start - media_end == pytest.approx(want, abs=SEGMENT + 0.1)
+    assert after.index > seg.index  # the same timeline, not a new one

@@ -208,12 +208,6 @@ def tuned_template(*, visibility: int, ceiling: int = 43200) -> dict[str, Any]:
     return template
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 8, open): a defect whose minimum duration has not yet passed when "
-    "the job hands over is not carried (only started defects are), so the continuation reports "
-    "it from the hand-over's segment on; fails whenever a hand-over lands inside one",
-)
 def test_a_live_job_hands_itself_over_before_the_visibility_ceiling(
     corpus: Corpus, segments: list[OriginSegment]
 ) -> None:

@@ -172,19 +172,13 @@ def reload(cursor: Cursor, source: str) -> Playlist | None:
         return None
 
 
-def place(cursor: Cursor, pl: Playlist, *, now: float, start_sequence: int | None = None) -> Cursor:
+def place(cursor: Cursor, pl: Playlist, *, now: float) -> Cursor:
     """The cursor at its first segment, once ``pl`` lists one: the live edge (the last listed),
-    the start of an ended (VOD) playlist, or ``start_sequence`` if the window holds it or it is
-    the next to be published (a monitor handing over to its continuation: nothing lost or read
-    twice, nothing seeked)."""
+    or the start of an ended (VOD) playlist."""
     cur = Cursor.from_json(cursor.to_json())
     first = pl.entries[0] if pl.ended else pl.entries[-1]
     cur.seq = first.seq
-    if start_sequence is not None and (
-        pl.entries[0].seq <= start_sequence <= pl.entries[-1].seq + 1
-    ):
-        cur.seq = start_sequence
-    cur.listed = now if any(e.seq == cur.seq for e in pl.entries) else None
+    cur.listed = now
     return cur
 
 

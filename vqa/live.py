@@ -325,17 +325,21 @@ def follow(
     info: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
     stop: threading.Event | None = None,
-    start_sequence: int | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[LiveItem]:
     """Follow ``source`` until it ends (or ``stop`` is set): segments and input-loss markers.
 
     A live HLS playlist or an MPEG-TS over HTTP is followed live; anything else (a file, a VOD
     URL) is decoded as :func:`vqa.media.iter_segments` does. ``info`` receives a
-    :class:`StreamInfo` under ``"stream"`` once the source is recognised, and for HLS, as each
-    media segment is decoded, ``"next_sequence"`` (the one after it) and ``"sequence_end"`` (its
-    media's end, stream time). ``start_sequence`` (HLS): begin at that media sequence instead of
-    the live edge if the window still holds it or it is the next to be published (a monitor
-    handing a stream over to its continuation: no segment lost or read twice, nothing seeked).
+    :class:`StreamInfo` under ``"stream"`` once the source is recognised, and for HLS
+    ``"position"``: where the follower stands (JSON), present while it stands between two media
+    segments (set before the last item of a media segment is yielded, None before its first),
+    and ``"sequence_end"``: where the media segment being yielded ends (stream time).
+
+    ``resume`` (HLS): a ``"position"`` of an earlier follower of the same source, on the same
+    ``clock`` (epoch seconds, ``time.time``, across processes): go on exactly from there, on the
+    same stream timeline (a monitor handing a stream over to its continuation: the next media
+    segment if the window still holds it, else a :class:`Gap` to the live edge; nothing seeked).
     """
     info = {} if info is None else info
     stop = stop or threading.Event()
@@ -347,7 +351,7 @@ def follow(
     kind = _sniff(source)
     if kind == "hls":
         yield from _follow_hls(
-            source, segment_seconds, loss_after, tracks, info, clock, stop, start_sequence
+            source, segment_seconds, loss_after, tracks, info, clock, stop, resume
         )
     elif kind == "ts":
         yield from _follow_ts(source, segment_seconds, loss_after, tracks, info, clock, stop)
@@ -393,54 +397,67 @@ def _follow_hls(
     info: dict[str, Any],
     clock: Callable[[], float],
     stop: threading.Event,
-    start_sequence: int | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[LiveItem]:
     """A loop over :mod:`vqa.hls_cursor`'s reader, the distributed converter's too: this loop
     only reloads the playlist (every half target duration) and turns each step into items."""
     # hls_cursor builds on this module's playlists and timeline, so it is imported here.
     from vqa import hls_cursor
 
-    try:
-        url, pl = hls_cursor.media_playlist(source)
-    except (OSError, ValueError) as exc:
-        raise BadSourceError(source, _why(exc)) from None
-    if pl.target <= 0:
-        raise BadSourceError(source, "playlist has no segments and no target duration")
-    target = pl.target
+    fresh: Playlist | None
+    if resume is not None:
+        cursor = hls_cursor.Cursor.from_json(resume)
+        fresh = hls_cursor.reload(cursor, source)  # None: a stall, as far as input loss goes
+        info["stream"] = StreamInfo("hls", cursor.playlist, cursor.target, cursor.seq)
+        if cursor.lost is not None:  # the loss goes on under its first start
+            yield InputLost(cursor.lost["start"], cursor.lost["since"])
+    else:
+        try:
+            url, fresh = hls_cursor.media_playlist(source)
+        except (OSError, ValueError) as exc:
+            raise BadSourceError(source, _why(exc)) from None
+        if fresh.target <= 0:
+            raise BadSourceError(source, "playlist has no segments and no target duration")
+        cursor = hls_cursor.Cursor(
+            playlist=url,
+            target=fresh.target,
+            seq=hls_cursor.UNPLACED,
+            last_media=clock(),
+            on_clock=clock(),
+            loss_after=LOSS_TARGET_DURATIONS * fresh.target if loss_after is None else loss_after,
+        )
     loaded = clock()
-    cursor = hls_cursor.Cursor(
-        playlist=url,
-        target=target,
-        seq=hls_cursor.UNPLACED,
-        last_media=loaded,
-        on_clock=loaded,
-        loss_after=loss_after if loss_after is not None else LOSS_TARGET_DURATIONS * target,
-    )
-    fresh: Playlist | None = pl
     while not stop.is_set():
         if cursor.seq == hls_cursor.UNPLACED and fresh is not None and fresh.entries:
-            cursor = hls_cursor.place(cursor, fresh, now=clock(), start_sequence=start_sequence)
-            info["stream"] = StreamInfo("hls", url, target, cursor.seq)
+            cursor = hls_cursor.place(cursor, fresh, now=clock())
+            info["stream"] = StreamInfo("hls", cursor.playlist, cursor.target, cursor.seq)
         step = hls_cursor.read(
             cursor, fresh, source, now=clock(), segment_seconds=seg_len, tracks=tracks
         )
         cursor = step.cursor
+        info["position"] = None  # mid-step until its last item
+        items: list[LiveItem] = []
         for event in step.events:
             if event.end is None:
                 assert cursor.lost is not None
-                yield InputLost(event.start, cursor.lost["since"])
+                items.append(InputLost(event.start, cursor.lost["since"]))
             else:
-                yield InputBack(event.start, event.end)
+                items.append(InputBack(event.start, event.end))
         if step.gap is not None:
-            yield Gap(*step.gap)
+            items.append(Gap(*step.gap))
         if step.kind == hls_cursor.SEGMENT:
-            info["next_sequence"], info["sequence_end"] = cursor.seq, step.seen
-            yield from step.segments
+            info["sequence_end"] = step.seen  # where this media segment's media ends
+            items += step.segments
+        for i, item in enumerate(items):
+            if i == len(items) - 1:
+                info["position"] = cursor.to_json()
+            yield item
+        info["position"] = cursor.to_json()
         if step.kind == hls_cursor.ENDED:
             return  # the end tag, and everything before it read
         if fresh is not None and any(e.seq == cursor.seq for e in fresh.entries):
             continue  # listed already: read it now
-        stop.wait(max(0.0, loaded + target / 2 - clock()))
+        stop.wait(max(0.0, loaded + cursor.target / 2 - clock()))
         if stop.is_set():
             return
         loaded = clock()

@@ -69,20 +69,29 @@ def watch(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_segment: Callable[[Segment], None] | None = None,
-    start_sequence: int | None = None,
     info: dict[str, Any] | None = None,
+    hand_over: threading.Event | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> str:
     """Follow ``source`` until it ends or ``stop`` is set; ``emit`` each event. Returns why it
-    stopped: ``"ended"`` or ``"interrupted"``.
+    stopped: ``"ended"``, ``"interrupted"`` or ``"handed_over"``.
 
     ``on_segment`` is called after each segment's detectors ran (benchmarks measure lag there).
-    ``start_sequence`` and ``info`` go to :func:`vqa.live.follow` (a continuation's first HLS
-    media sequence; what the follower knows of the stream).
+    ``info`` goes to :func:`vqa.live.follow` (what the follower knows of the stream).
+
+    A hand-over (a 24/7 job's continuation, :mod:`vqa.worker.live`): if ``hand_over`` is set
+    when ``stop`` ends the run between two media segments of a live HLS stream, nothing on air
+    is ended; ``info["carry"]`` receives the detectors' state and the follower's position, and a
+    later ``watch`` given that as ``resume`` (on the same ``clock``, ``time.time`` across
+    processes) goes on from the next media segment as if it had never stopped: a defect on air,
+    announced or not yet, stays one defect with its true start.
     Raises :class:`~vqa.errors.BadSourceError` if the source cannot be followed at all, and
     :class:`~vqa.errors.ConfigError` for bad detector names or thresholds (before any I/O).
     """
     config = validate_thresholds(thresholds or {})
     dset = DetectorSet(detectors, **config)  # bad names fail here, before the source is opened
+    if resume is not None:
+        dset.set_state(resume["detectors"])
     stop = stop or threading.Event()
 
     def publish(obj: dict[str, Any]) -> None:
@@ -102,8 +111,9 @@ def watch(
             segment_seconds=segment_seconds,
             loss_after=loss_after,
             info=info,
+            clock=clock,
             stop=stop,
-            start_sequence=start_sequence,
+            resume=None if resume is None else resume["follower"],
         ):
             if not started:
                 publish(_stream_started(info.get("stream")))
@@ -131,6 +141,11 @@ def watch(
             if stop.is_set():
                 break
         reason = "interrupted" if stop.is_set() else "ended"
+        if reason == "interrupted" and hand_over is not None and hand_over.is_set():
+            position = info.get("position")
+            if position is not None:
+                info["carry"] = {"detectors": dset.get_state(), "follower": position}
+                return "handed_over"
         if not started:
             publish(_stream_started(info.get("stream")))
         publish_events(dset.flush_events())

@@ -26,12 +26,15 @@ at the last media seen and publishes their ``ended`` alerts, and the run returns
 Stops of the task: on SIGTERM the follower ends open defects at the last media seen (as ``vqa
 watch`` does on Ctrl-C), the run checkpoints and the job is handed back; the next run resumes at the
 live edge and records the interval in between as unmonitored. Before SQS's 12-hour visibility
-ceiling the run stops at a media-segment boundary instead, keeps the defects still on air open in
-its checkpoint with the next HLS media sequence, and the loop sends a continuation message
-(:func:`hand_over`); the continuation follows the playlist from that sequence (not a seek: the
-window still holds it) on the same timeline, so nothing is lost or read twice, and a carried defect
-that its new detectors find again from the boundary stays one defect (one ``started``, its ``ended``
-under the original id and start).
+ceiling the run stops between two media segments instead and ends nothing: its checkpoint carries
+the detectors' state and the HLS follower's position (``carry``, :func:`vqa.watch.watch`), and the
+loop sends a continuation message (:func:`hand_over`). The continuation goes on from the next media
+segment (not a seek: the window still holds it) with those detectors, on the same timeline and the
+same wall clock, as if the run had never stopped: nothing lost or read twice, and a defect on air
+across the hand-over, announced or not yet, stays one defect with its true start and end. (A
+continuation that comes too late for the window records the skipped media as unmonitored, as any
+follower that falls behind does; a live MPEG-TS connection cannot be carried, so it resumes at the
+live edge.)
 """
 
 from __future__ import annotations
@@ -99,15 +102,13 @@ class LiveState:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     unmonitored: list[list[float]] = field(default_factory=list)
     segments: int = 0
-    #: HLS: the media sequence after the last one analysed in full.
-    next_sequence: int | None = None
-    #: The run stopped for a hand-over at a media-segment boundary, its open defects carried.
-    handed_over: bool = False
+    #: A hand-over: what the continuation goes on with (the detectors' state and the follower's
+    #: position, :func:`vqa.watch.watch`); None otherwise.
+    carry: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "next_sequence": self.next_sequence,
-            "handed_over": self.handed_over,
+            "carry": self.carry,
             "offset": self.offset,
             "seen": self.seen,
             "wall": self.wall,
@@ -191,21 +192,34 @@ class LiveRun:
         #: the job rather than handing it back or over. Set here or by the lease thread.
         self.stopped = False
         self.state = LiveState()
-        self.handing_over = False
+        #: Set for a hand-over (by this run before the ceiling, or by the lease thread).
+        self._hand_over = threading.Event()
         self.defects = 0
         #: The previous run's last media (stream time, wall time), until this run joins.
         self._prev: tuple[float, float] | None = None
-        #: A continuation's first media sequence (HLS), and the open defects it carries over:
-        #: kind -> the ``started`` event (JSON) of the previous run.
-        self._start_sequence: int | None = None
-        self._carried: dict[str, dict[str, Any]] = {}
-        #: New-run event id -> the carried defect's started event it continues.
-        self._adopted: dict[str, DefectEvent] = {}
-        #: What the follower knows (next_sequence, sequence_end), from vqa.live.
+        #: A hand-over's carry that this run goes on from (:attr:`LiveState.carry`).
+        self._resume_from: dict[str, Any] | None = None
+        #: What the follower knows (stream, position, sequence_end), from vqa.live.
         self.info: dict[str, Any] = {}
         #: Monotonic time of the last segment (the lease thread forces a pending hand-over
         #: through when the source is quiet).
         self.last_segment_at = time.monotonic()
+
+    @property
+    def handing_over(self) -> bool:
+        return self._hand_over.is_set()
+
+    def request_hand_over(self) -> None:
+        """Hand the job over at the next media-segment boundary (unless the stream was stopped:
+        nothing continues a stopped stream)."""
+        if not self.stopped:
+            self._hand_over.set()
+
+    def request_stop(self) -> None:
+        """The stream was asked to stop: end what is open at the last media seen, end the job."""
+        self.stopped = True
+        self._hand_over.clear()
+        self.stop.set()
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -276,8 +290,9 @@ class LiveRun:
             extra={**self._ctx(), "start": start, "end": end, "seconds": round(end - start, 3)},
         )
 
-    def _resume(self) -> None:
-        """Pick up where a previous run stopped: its outbox, its open defects, the gap."""
+    def _resume(self, *, carry: bool = True) -> None:
+        """Pick up where a previous run stopped: its outbox, then its hand-over's carry (``carry``
+        allowing) or, failing that, its open defects ended and the gap measured at the join."""
         cp = self.checkpoints.load(self.job, self.s.shard, self.s.detectors)
         doc = cp.state.get("live") if cp is not None else None
         now = self.wall()
@@ -289,31 +304,32 @@ class LiveRun:
         self.defects = cp.defects_written if cp is not None else 0
         if prev.outbox:
             self.publish([event_from_json(d) for d in prev.outbox])
-        if self.job.continuation and prev.handed_over and prev.next_sequence is not None:
-            # A hand-over: continue with the next media segment; what was on air stays open.
-            self._start_sequence = prev.next_sequence
-            self._carried = {d["kind"]: d for d in prev.open.values()}
-        elif prev.open:
-            ends = []
-            for d in prev.open.values():
-                e = event_from_json(d)
-                # Announced once it had lasted its minimum duration: it lasted at least that
-                # long, even if the last checkpoint predates the segment that announced it.
-                at = max(prev.seen, e.start + max(self._min_duration(e.kind), 0.001))
-                ends.append(
-                    DefectEvent.ended(
-                        Defect(start=e.start, end=at, kind=e.kind), id=e.id, interrupted=True
-                    )
-                )
-            # The dead task watched at least that far: the unmonitored time starts there.
-            prev.seen = max([prev.seen] + [e.end for e in ends if e.end is not None])
-            self._deliver(ends)
-        # Where the new run joins is known once the follower has read the playlist
-        # (stream.started): see _join.
-        self._prev = (prev.seen, prev.wall)
+        if carry and prev.carry is not None:
+            # A hand-over: go on from the next media segment, on the same timeline.
+            self._resume_from = prev.carry
+        else:
+            if prev.open:
+                self._end_open(prev)
+            # Where the new run joins is known once the follower has read the playlist
+            # (stream.started): see _join.
+            self._prev = (prev.seen, prev.wall)
         self.state.outbox = []
-        self.state.handed_over = False
+        self.state.carry = None
         self.save()
+
+    def _end_open(self, prev: LiveState) -> None:
+        """End what a previous run announced and nobody saw end (``"interrupted": true``)."""
+        ends = []
+        for d in prev.open.values():
+            e = event_from_json(d)
+            # Announced once it had lasted its minimum duration: it lasted at least that
+            # long, even if the last checkpoint predates the segment that announced it.
+            at = max(prev.seen, e.start + max(self._min_duration(e.kind), 0.001))
+            lasted = Defect(start=e.start, end=at, kind=e.kind)
+            ends.append(DefectEvent.ended(lasted, id=e.id, interrupted=True))
+        # The dead task watched at least that far: the unmonitored time starts there.
+        prev.seen = max([prev.seen] + [e.end for e in ends if e.end is not None])
+        self._deliver(ends)
 
     def _join(self, started: dict[str, Any]) -> None:
         """The new run's place on the job's timeline, and the unmonitored time before it.
@@ -327,18 +343,6 @@ class LiveRun:
         prev_seen, prev_wall = self._prev
         self._prev = None
         now = self.wall()
-        if self._start_sequence is not None:
-            if started.get("media_sequence") == self._start_sequence:
-                # The next segment after the last one analysed: no time lost, none twice.
-                self.state.offset = self.state.seen = prev_seen
-                self.state.wall = now
-                self.save()
-                log.info(
-                    "live job continued at the next media segment",
-                    extra={**self._ctx(), "media_sequence": self._start_sequence},
-                )
-                return
-            self._end_carried(prev_seen)  # it slid out of the window: a live-edge resume
         lead = float(started.get("target_duration") or 0.0)
         # Never before prev_seen: a live edge segment read again is not time travel.
         self.state.offset = round(prev_seen + max(0.0, now - prev_wall - lead), 6)
@@ -363,39 +367,6 @@ class LiveRun:
             return 0.0
         return float(getattr(config, "min_duration", 0.0))
 
-    def _end_carried(self, at: float, kinds: list[str] | None = None) -> None:
-        """End carried defects the new run did not pick up: they ended at the hand-over (where
-        the previous run's detector put their end, if it said)."""
-        ends = []
-        for kind in list(self._carried) if kinds is None else kinds:
-            d = self._carried.pop(kind)
-            e = event_from_json(d)
-            end = max(float(d.get("until", at)), e.start)
-            ends.append(DefectEvent.ended(Defect(start=e.start, end=end, kind=kind), id=e.id))
-        if ends:
-            self._deliver(ends)
-
-    def _continue(self, e: DefectEvent) -> list[DefectEvent]:
-        """A new run's event, seen through the defects a hand-over carried over: the same
-        defect continuing is one defect (its ``started`` not sent again, its ``ended`` under
-        the carried id and start)."""
-        if e.id in self._adopted:
-            first = self._adopted.pop(e.id)
-            assert e.end is not None
-            detail = {**e.detail, "id": first.id}
-            return [DefectEvent("ended", e.kind, first.start, e.end, detail)]
-        carried = self._carried.get(e.kind)
-        if carried is None:
-            return [e]
-        self._carried.pop(e.kind)
-        boundary = self.state.offset
-        if e.phase == "started" and abs(e.start - boundary) <= self.job.segment_seconds / 2:
-            self._adopted[e.id] = event_from_json(carried)
-            return []
-        first = event_from_json(carried)
-        end = DefectEvent.ended(Defect(start=first.start, end=boundary, kind=e.kind), id=first.id)
-        return [end, e]
-
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> JobResult:
@@ -411,29 +382,12 @@ class LiveRun:
             if kind == "stream.started":
                 segments.joined()
                 log.info(
-                    "live stream joined",
+                    "live stream continued" if self._resume_from else "live stream joined",
                     extra={**self._ctx(), "media_sequence": obj.get("media_sequence")},
                 )
                 self._join(obj)
             elif kind.startswith("defect."):
-                e = shifted(obj, st.offset)
-                first = self._adopted.get(e.id)
-                oid = first.id if first is not None else e.id
-                if (
-                    st.handed_over
-                    and self.stop.is_set()
-                    and e.phase == "ended"
-                    and oid in st.open
-                    and e.end is not None
-                    and e.end >= st.seen - self.job.segment_seconds
-                ):
-                    # On air up to the hand-over's last segment: the continuation carries it
-                    # (and ends it here, at the detector's end, if it does not go on).
-                    st.open[oid]["until"] = e.end
-                    return
-                events = self._continue(e)
-                if events:
-                    self._deliver(events)
+                self._deliver([shifted(obj, st.offset)])
             elif kind == "stream.gap":
                 self._record_unmonitored(st.offset + obj["start"], st.offset + obj["end"])
 
@@ -445,19 +399,6 @@ class LiveRun:
             st.wall = self.wall()
             self.last_segment_at = time.monotonic()
             self.keep_lease()
-            # A media segment analysed in full (its last analysis segment): the continuation
-            # may start with the next one.
-            end = self.info.get("sequence_end")
-            whole = end is None or seg.end >= end - self.job.segment_seconds / 2
-            if whole:
-                st.next_sequence = self.info.get("next_sequence")
-            if self._carried:
-                late = [
-                    k
-                    for k in self._carried
-                    if st.seen > st.offset + self._min_duration(k) + 2 * self.job.segment_seconds
-                ]
-                self._end_carried(st.offset, late)
             if st.segments % max(1, self.s.checkpoint_every) == 0:
                 self.save()
                 self.record_progress()
@@ -469,13 +410,15 @@ class LiveRun:
             if not self.stopped and self.stream_stopped():
                 # Asked to stop: this was the last segment; the follower ends what is open
                 # at the last media seen, as on SIGTERM, but the job ends with it.
-                self.stopped = True
-                self.stop.set()
+                self.request_stop()
             if self.stopped:
                 return
-            if whole and (self.handing_over or self.handover_due()):
-                self.handing_over = True
-                st.handed_over = st.next_sequence is not None
+            if self.handover_due():
+                self.request_hand_over()
+            # Between two media segments of an HLS stream (else any segment will do: nothing
+            # is carried, the continuation resumes at the live edge).
+            between = self.info.get("position") is not None or "sequence_end" not in self.info
+            if self.handing_over and between:
                 self.stop.set()
 
         reason = watch(
@@ -485,20 +428,19 @@ class LiveRun:
             thresholds=self.s.thresholds,
             segment_seconds=self.job.segment_seconds,
             stop=self.stop,
+            clock=self.wall,  # epoch seconds: a continuation's follower goes on on the same clock
             on_segment=on_segment,
-            start_sequence=self._start_sequence,
             info=self.info,
+            hand_over=self._hand_over,
+            resume=self._resume_from,
         )
-        if self.stopped:
-            self.handing_over = st.handed_over = False  # nothing continues a stopped stream
-        if not (self.handing_over and st.handed_over):
-            self._end_carried(st.offset)  # the stream ended before the new run saw them
+        st.carry = self.info.get("carry") if reason == "handed_over" else None
         st.wall = self.wall()
         self.save()
         if self.stopped:
             log.info("live job stopped on request", extra={**self._ctx(), "seen": st.seen})
             return self._result(stopped=True)
-        if reason == "interrupted":
+        if reason != "ended":
             if self.handing_over:
                 raise HandOver(f"hand-over after {st.segments} segments")
             raise StopRequested(f"stopped at stream time {st.seen:.3f}")
@@ -507,8 +449,7 @@ class LiveRun:
     def finish_stopped(self) -> JobResult:
         """The stream was asked to stop before this run began: end what an earlier run left
         open where it last saw media, without reading the source again."""
-        self._resume()
-        self._end_carried(self.state.seen)
+        self._resume(carry=False)
         self.state.wall = self.wall()
         self.save()
         return self._result(stopped=True)

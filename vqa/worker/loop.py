@@ -347,11 +347,10 @@ class Worker:
         def lease() -> None:
             while not done.wait(1.0):
                 if not run.stopped and stop.poll():
-                    run.stopped = True
-                    self._job_stop.set()  # the follower stops even while no media comes
+                    run.request_stop()  # the follower stops even while no media comes
                 if self.handover_due():
                     # At the next media-segment boundary (LiveRun); now, if no media comes.
-                    run.handing_over = True
+                    run.request_hand_over()
                     if time.monotonic() - run.last_segment_at > 2 * job.segment_seconds + 1:
                         self._job_stop.set()
                         return  # no extension past the ceiling: the hand-over is under way
