@@ -36,7 +36,11 @@ the workers' checkpoints (every 10 segments); CPU is the workers' own (moto excl
 ``--arch distributed`` (``vqa.local.distributed.watch``; granularity from ``cdk.json`` unless
 ``--granularity``) latencies are those of the alerts read from its SNS topic; lag is measured
 when each segment's Aggregate step finished (from the execution history); CPU includes the
-emulation itself (moto, the interpreter), so it is not a Lambda figure.
+emulation itself (moto, the interpreter), so it is not a Lambda figure. Two more lines say
+whether the emulation could keep up: the handlers' time per stream-second (the emulation runs
+one invocation at a time, so above 1 s it falls behind, out of the live window, and skips to
+the edge: a limit of one process on this machine, not of Lambda, where each invocation has its
+own vCPU share) and how many of the media segments aired it analysed.
 """
 
 from __future__ import annotations
@@ -129,14 +133,20 @@ def make_clip(path: Path, *, seconds: float, profile: Profile, gop: float) -> li
 
 def _run_distributed(
     origin: Any, segment: float, granularity: str, events: list[Any], lags: list[Any]
-) -> list[float]:
+) -> tuple[list[float], list[str]]:
     """Follow ``origin`` through the emulated distributed stack (see the module docstring).
-    Returns ``[program time of the first segment followed]``."""
+    Returns ``[program time of the first segment followed]`` and lines on the emulation's
+    capacity: the emulation runs one Lambda invocation at a time in this process (as each
+    function instance runs one at a time, on one machine's cores), so above 1 s of handler time
+    per stream-second it cannot keep up, falls out of the live window and skips to the edge."""
     from vqa.local.distributed import watch
+    from vqa.meter import Meter
 
     executions: list[dict[str, Any]] = []
     started = origin.started
     first: list[float] = []
+    first_seq: list[int] = []
+    meter = Meter()
 
     def ready() -> None:
         # Air from now: provisioning the emulated stack must not eat the programme.
@@ -147,6 +157,7 @@ def _run_distributed(
         config={"granularity": granularity, "segment_seconds": segment},
         executions=executions,
         on_ready=ready,
+        meter=meter,
     ):
         events.append({**body, "_wall": time.time()})
     pending: dict[str, Any] | None = None
@@ -154,7 +165,8 @@ def _run_distributed(
         if e["type"] == "LambdaFunctionSucceeded":
             out = json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
             if "cursor" in out and "segment" not in out and not first:  # Start: the edge
-                first.append(origin.program_start(int(out["cursor"]["seq"])))
+                first_seq.append(int(out["cursor"]["seq"]))
+                first.append(origin.program_start(first_seq[0]))
             if out.get("segment", {}).get("parts") and not out.get("waiting"):
                 pending = out["segment"]
         elif (
@@ -167,7 +179,27 @@ def _run_distributed(
             wall = e["timestamp"].timestamp()
             lags.append((wall, wall - origin.aired(end)))
             pending = None
-    return first
+    return first, _capacity(meter, origin, first_seq[0] if first_seq else 0, len(lags))
+
+
+def _capacity(meter: Any, origin: Any, first_seq: int, analysed: int) -> list[str]:
+    """What the distributed emulation's handlers cost per stream-second, busiest first, and how
+    many of the media segments aired while it followed it analysed."""
+    counters = meter.snapshot()["counters"]
+    aired = origin.total - first_seq
+    stream_seconds = sum(origin.segment(q).duration for q in range(first_seq, origin.total))
+    per: dict[str, float] = {}
+    for key, value in counters.items():
+        if key.startswith("lambda_seconds@"):
+            handler = key.split("@")[1].rsplit(".", 1)[0].split(".")[-1]
+            per[handler] = per.get(handler, 0.0) + value / stream_seconds
+    total = counters.get("lambda_seconds", 0.0) / stream_seconds
+    busiest = ", ".join(f"{h} {v:.2f}" for h, v in sorted(per.items(), key=lambda kv: -kv[1]))
+    verdict = "keeps up" if total < 1.0 else "cannot keep up: invocations run one at a time"
+    return [
+        f"  Lambda handler time per stream-second: {total:.2f} s ({busiest}): {verdict}",
+        f"  media segments analysed: {analysed} of the {aired} aired while following",
+    ]
 
 
 def _run_monolith(
@@ -284,8 +316,9 @@ def run(
     with LiveOrigin(segments, window=6, loops=loops) as origin:
         cpu0 = time.process_time()
         worker_cpu = 0.0
+        notes: list[str] = []
         if arch == "distributed":
-            first = _run_distributed(origin, segment, granularity, events, lags)
+            first, notes = _run_distributed(origin, segment, granularity, events, lags)
         elif arch == "monolith":
             first, worker_cpu = _run_monolith(origin, segment, events, lags)
         else:
@@ -373,6 +406,8 @@ def run(
         print("  lag behind live edge: no segment finished")
     stream_seconds = loops * sum(s.duration for s in segments)
     print(f"  CPU per stream-second: {cpu / stream_seconds:.3f} s")
+    for line in notes:
+        print(line)
     print(f"  missed {len(missed)} {missed[:8]}  false alarms {len(false)} {false[:8]}")
     if on_defects:
         kinds = sorted({f[0] for f in on_defects})

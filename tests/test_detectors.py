@@ -203,3 +203,41 @@ def test_defects_stay_inside_the_source(corpus: Corpus) -> None:
         res = result(corpus, clip["file"])
         for d in res.defects:
             assert 0.0 <= d.start < d.end <= res.duration + 1e-6, (clip["file"], d)
+
+
+@pytest.mark.parametrize("threads", ["SLICE", "FRAME"])
+def test_a_cut_inside_a_video_packet_marks_its_picture_whatever_the_threads(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch, threads: str
+) -> None:
+    """The decoder's own flag on the cut picture depends on its threading (one thread never
+    sets it, frame threads mostly do): the cut itself, found in the bytes, decides."""
+    from vqa import media
+
+    monkeypatch.setattr(media, "VIDEO_THREADS", threads)
+    clip = corpus.clip("truncated.ts")
+    defects = analyze(str(corpus.path("truncated.ts")), thresholds=CORPUS_THRESHOLDS).defects
+    (want,) = clip["defects"]
+    assert [(d.kind, d.start, d.end) for d in defects] == [
+        ("corruption", pytest.approx(want["start"], abs=1e-3), pytest.approx(want["end"], abs=1e-3))
+    ]
+
+
+def test_the_tee_names_the_pid_a_cut_falls_in(corpus: Corpus) -> None:
+    """A source that ends inside a packet names that packet's PID; one that ends on a packet
+    boundary names none."""
+    import io
+
+    from vqa.tsanalysis import TsTee
+
+    data = (corpus.dir / "reference" / "clean.ts").read_bytes()
+    assert len(data) % 188 == 0
+    for cut, pid in ((len(data) - 100, data_pid(data, len(data) - 188)), (len(data), None)):
+        tee = TsTee(io.BytesIO(data[:cut]))
+        tee.start(0.0, offset=0)
+        while tee.read(65536):
+            pass
+        assert tee.cut_pid() == pid, cut
+
+
+def data_pid(data: bytes, at: int) -> int:
+    return ((data[at + 1] & 0x1F) << 8) | data[at + 2]

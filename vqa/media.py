@@ -57,6 +57,8 @@ SEEK_PREROLL = 1.0
 AUDIO_PREROLL = 0.25
 #: A stream this far ahead of another no longer holds a segment back (bounded memory on bad muxing).
 MAX_STREAM_SKEW = 2.0
+#: The video decoder's threading (frame and slice threads, as many as there are cores).
+VIDEO_THREADS = "AUTO"
 #: S3 ranged reads: block size and blocks kept (sequential demuxing touches one or two at a time).
 S3_BLOCK = 8 * 1024 * 1024
 S3_BLOCKS_CACHED = 4
@@ -330,6 +332,8 @@ class _VideoState:
         self.deltas: deque[float] = deque(maxlen=15)
         self.prev: float | None = None
         self.pending_error = False
+        #: The PTS of a frame whose packet never arrived whole (an MPEG-TS cut inside it).
+        self.cut_pts: int | None = None
         self.ran_backwards = False
         self.width = int(stream.codec_context.width or 0)
         self.height = int(stream.codec_context.height or 0)
@@ -344,6 +348,7 @@ class _VideoState:
         key = bool(frame.key_frame)
         # A rejected packet taints the next frame out unless that frame starts a new picture.
         corrupt = bool(frame.is_corrupt) or (self.pending_error and not key)
+        corrupt = corrupt or frame.pts == self.cut_pts
         self.pending_error = False
         if self.timed_by_pes:
             return self._finish(frame, int(frame.pts), corrupt)
@@ -594,7 +599,7 @@ def _segments(
         else None
     )
     if video is not None:
-        video.thread_type = "AUTO"
+        video.thread_type = VIDEO_THREADS
     rate = int(audio.codec_context.sample_rate or audio.rate or 48000) if audio is not None else 0
     seg_samples = round(seg_len * rate) if rate else 0
     asegs = _AudioSegmenter(audio, t0, rate, seg_samples) if audio is not None else None
@@ -615,6 +620,7 @@ def _segments(
     }
     last_v_end = 0.0
     last_a_end = 0.0
+    last_vpts: int | None = None  # of the last video packet demuxed
     decoded_any = False
     demux_streams = [s for s in (video, audio) if s is not None]
 
@@ -706,6 +712,8 @@ def _segments(
                 watermark["a"] = asegs.end
                 last_a_end = max(last_a_end, asegs.end)
             else:
+                if packet.pts is not None:
+                    last_vpts = packet.pts
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError as exc:
@@ -724,6 +732,14 @@ def _segments(
     except av.error.FFmpegError as exc:
         # Demuxing failed part-way (e.g. truncated file): analyse what decoded.
         log.warning("%s: stopped reading: %s", source, _reason(exc))
+    if video is not None and tee is not None and tee.cut_pid() == video.id:
+        # The source ends inside a video packet: the last picture's data never arrived whole.
+        # The decoder conceals what is missing and says so or not, depending on its threads
+        # (FFmpeg 8's H.264: frame threads mostly do, a single thread never does); the cut
+        # itself is certain, so the picture is marked from it, whether already out or not.
+        assert vstate is not None
+        vstate.cut_pts = last_vpts
+        _mark_cut(builders, vstate, last_vpts)
     if video is not None:
         # Drain the decoder. With frame threading an error from a damaged tail can surface here;
         # it marks the next frame out, and draining goes on so no decodable frame is lost.
@@ -771,6 +787,17 @@ def _seek(container: Any, source: str, t0: float, first_t: float, start_index: i
             raise BadSourceError(
                 source, f"cannot seek to segment {start_index}: {_reason(exc)}"
             ) from None
+
+
+def _mark_cut(builders: dict[int, _Builder], vstate: _VideoState, pts: int | None) -> None:
+    """Mark the frame with ``pts``, if it is waiting in a segment already, as corrupt."""
+    if pts is None:
+        return
+    t = pts * vstate.tb - vstate.t0
+    for b in builders.values():
+        for i, bt in enumerate(b.times):
+            if abs(bt - t) < 1e-6:
+                b.corrupt[i] = True
 
 
 def _transport_only(

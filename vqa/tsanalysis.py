@@ -149,6 +149,14 @@ class PcrClock:
             self._carry, self._carry_off = buf[rest:], base + rest
             return
 
+    def partial_pid(self) -> int | None:
+        """The PID of the packet the bytes fed so far end inside (in sync, its header read);
+        None if they end on a packet boundary."""
+        tail = self._carry
+        if self.phase is None or not 3 <= len(tail) < PACKET or tail[0] != SYNC:
+            return None
+        return ((tail[1] & 0x1F) << 8) | tail[2]
+
     def _anchors(self, pk: NDArray[np.uint8], offs: NDArray[np.int64]) -> None:
         if not len(pk):
             return
@@ -342,6 +350,15 @@ class TsTee(io.RawIOBase):
         if offset is None:
             offset = max(0, min(self.last_seek, self._pos - DEMUXER_BUFFER))
         self._acur = self._fed = offset
+
+    def cut_pid(self) -> int | None:
+        """Once the source has ended: the PID of the packet it ends inside (a file cut short, a
+        connection dropped mid-packet), whose PES therefore never arrived whole; None if it
+        ends on a packet boundary, or the analysis has not started."""
+        if self.clock is None or self._eof is None:
+            return None
+        self._feed_until(None)
+        return self.clock.partial_pid() if self._fed >= self._eof else None
 
     def _feed_until(self, t: float | None) -> bool:
         """Feed the clock until a PCR at or after ``t`` is seen; False if the source ended (or

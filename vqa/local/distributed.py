@@ -449,6 +449,7 @@ def watch(
     bus_events: list[dict[str, Any]] | None = None,
     executions: list[dict[str, Any]] | None = None,
     on_ready: Callable[[], None] | None = None,
+    meter: Meter | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Follow ``source`` through the emulated distributed stack; yield each alert it publishes.
 
@@ -460,7 +461,8 @@ def watch(
     are yielded before this returns. ``executions`` receives the Step Functions executions of
     the stream (the ``list_executions`` entries plus their ``history``) at the end.
     ``on_ready`` is called once the emulated stack is provisioned, just before the stream's
-    execution starts (a test starts airing its origin there).
+    execution starts (a test starts airing its origin there). ``meter`` receives the run's
+    metered work (handler seconds per function, requests), as the A/B's emulated runs do.
 
     Raises :class:`~vqa.errors.BadSourceError` for a source that cannot be followed, and
     :class:`~vqa.local.iam.IamDenied` if a handler made a call its role does not allow.
@@ -484,7 +486,7 @@ def watch(
     stop = stop or threading.Event()
     suffix = uuid.uuid4().hex[:8]
     stream = f"w{uuid.uuid4().hex[:12]}"
-    meter = Meter()
+    meter = Meter() if meter is None else meter
     with (
         _quiet_interpreter(),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),  # type: ignore[arg-type]
