@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vqa.errors import BadSourceError, ConfigError, VqaError
-from vqa.local import aws, iam
+from vqa.local import aws, iam, lifecycle
 from vqa.local.provision import Deployment, Function, provision
 from vqa.local.template import (
     DISTRIBUTED_STACK,
@@ -49,6 +49,8 @@ log = logging.getLogger("vqa.local.distributed")
 #: A run that makes no progress for this long is reported as hung (a bug, never expected).
 STALL_SECONDS = 300.0
 _POLL_SECONDS = 0.25
+#: How often a live run drops the intermediate objects no step reads again.
+_EXPIRE_SECONDS = 2.0
 
 
 def _create_state_machine(dep: Deployment, *, suffix: str) -> tuple[str, str]:
@@ -528,7 +530,12 @@ def watch(
                 input=json.dumps({"stream": stream, "source": uri, "index": 0}),
             )
             asked = False
+            expired_at = time.monotonic()
             while True:
+                if time.monotonic() - expired_at > _EXPIRE_SECONDS:
+                    # The bucket's lifecycle rule, on the emulation's clock (vqa.local.lifecycle).
+                    lifecycle.expire_consumed(outputs["IntermediateBucket"], stream)
+                    expired_at = time.monotonic()
                 if stop.is_set() and not asked:
                     # The stream's converter reads this at its next segment and ends there.
                     results.request_stop(dynamodb=ddb, table=table, stream=stream, at=iso_utc())
