@@ -54,7 +54,7 @@ def analyze_in_process(path: Path) -> dict[str, float]:
     from vqa.analyze import analyze
 
     cpu0, t0 = time.process_time(), time.perf_counter()
-    result = analyze(str(path))
+    result = analyze(str(path), detectors=deployed())
     return {
         "cpu": time.process_time() - cpu0,
         "wall": time.perf_counter() - t0,
@@ -63,7 +63,11 @@ def analyze_in_process(path: Path) -> dict[str, float]:
     }
 
 
-ALL = ["black", "freeze", "corruption", "silence", "clipping", "av_sync"]
+def deployed() -> list[str]:
+    """The detectors the stack deploys (cdk.json): what both sides of every comparison run."""
+    from vqa.local.monolith import load_config
+
+    return list(load_config().detectors)
 
 
 def monolith_in_process(path: Path, shards: list[list[str]] | None = None) -> dict[str, Any]:
@@ -137,7 +141,7 @@ def main() -> int:
         for label, path in (("360p", clip), ("1080p30", hd)):
             a = best_of(n, analyze_in_process, path)
             a_cpu = per_stream_second(a)
-            one = best_of(n, monolith_in_process, path, [ALL])
+            one = best_of(n, monolith_in_process, path, [deployed()])
             assert one["defects"] == a["defects"], "parity broken: different defect counts"
             ratio = per_stream_second(one) / a_cpu
             print(
@@ -177,7 +181,7 @@ def main() -> int:
 
         walls = wall(clip, f"{args.seconds:.0f} s 360p")
         a, m = walls["analyze"], walls["monolith"]
-        one = best_of(n, monolith_in_process, clip, [ALL], key="wall")
+        one = best_of(n, monolith_in_process, clip, [deployed()], key="wall")
         print(
             f"  the same clip through one shard with all detectors: {one['wall']:.2f} s -> "
             f"{one['wall'] / a['wall']:.2f}x (no duplicated decode)"
@@ -185,7 +189,9 @@ def main() -> int:
         # At 360p a whole minute decodes in ~3 s, so the fixed cost of starting the shard
         # processes and the local AWS endpoint weighs; at 1080p the stream's own work dominates.
         wall(hd, f"{args.hd_seconds:.0f} s 1080p30")
-        a_cli = min(cli_wall(["analyze", str(clip)]) for _ in range(n))
+        a_cli = min(
+            cli_wall(["analyze", str(clip), "--detectors", ",".join(deployed())]) for _ in range(n)
+        )
         m_cli = min(cli_wall(["run", str(clip), "--arch", "monolith"]) for _ in range(n))
         print(
             f"{args.seconds:.0f} s 360p clip, wall time of the CLI: vqa analyze {a_cli:.2f} s, "

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--detectors",
         type=_detector_list,
         default=None,
-        help="comma-separated subset of: black,freeze,corruption,silence,clipping,av_sync",
+        help="comma-separated detector names (default: every detector but loudness, which runs "
+        "only when named; an unknown name is refused with the list)",
     )
     p.add_argument("--segment-seconds", type=float, default=1.0)
     _add_set_option(p)
