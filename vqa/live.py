@@ -435,7 +435,6 @@ def _follow_hls(
             cursor, fresh, source, now=clock(), segment_seconds=seg_len, tracks=tracks
         )
         cursor = step.cursor
-        info["position"] = None  # mid-step until its last item
         items: list[LiveItem] = []
         for event in step.events:
             if event.end is None:
@@ -448,11 +447,12 @@ def _follow_hls(
         if step.kind == hls_cursor.SEGMENT:
             info["sequence_end"] = step.seen  # where this media segment's media ends
             items += step.segments
+        position = cursor.to_json()
+        info["position"] = None if items else position  # mid-step until its last item
         for i, item in enumerate(items):
             if i == len(items) - 1:
-                info["position"] = cursor.to_json()
+                info["position"] = position
             yield item
-        info["position"] = cursor.to_json()
         if step.kind == hls_cursor.ENDED:
             return  # the end tag, and everything before it read
         if fresh is not None and any(e.seq == cursor.seq for e in fresh.entries):

@@ -332,8 +332,6 @@ class _VideoState:
         self.deltas: deque[float] = deque(maxlen=15)
         self.prev: float | None = None
         self.pending_error = False
-        #: The PTS of a frame whose packet never arrived whole (an MPEG-TS cut inside it).
-        self.cut_pts: int | None = None
         self.ran_backwards = False
         self.width = int(stream.codec_context.width or 0)
         self.height = int(stream.codec_context.height or 0)
@@ -348,7 +346,6 @@ class _VideoState:
         key = bool(frame.key_frame)
         # A rejected packet taints the next frame out unless that frame starts a new picture.
         corrupt = bool(frame.is_corrupt) or (self.pending_error and not key)
-        corrupt = corrupt or frame.pts == self.cut_pts
         self.pending_error = False
         if self.timed_by_pes:
             return self._finish(frame, int(frame.pts), corrupt)
@@ -732,14 +729,6 @@ def _segments(
     except av.error.FFmpegError as exc:
         # Demuxing failed part-way (e.g. truncated file): analyse what decoded.
         log.warning("%s: stopped reading: %s", source, _reason(exc))
-    if video is not None and tee is not None and tee.cut_pid() == video.id:
-        # The source ends inside a video packet: the last picture's data never arrived whole.
-        # The decoder conceals what is missing and says so or not, depending on its threads
-        # (FFmpeg 8's H.264: frame threads mostly do, a single thread never does); the cut
-        # itself is certain, so the picture is marked from it, whether already out or not.
-        assert vstate is not None
-        vstate.cut_pts = last_vpts
-        _mark_cut(builders, vstate, last_vpts)
     if video is not None:
         # Drain the decoder. With frame threading an error from a damaged tail can surface here;
         # it marks the next frame out, and draining goes on so no decodable frame is lost.
@@ -758,6 +747,12 @@ def _segments(
                 break
         for conv in vstate.drain():
             place(conv)
+        if tee is not None and tee.cut_pid() == video.id:
+            # The source ends inside a video packet: the last picture's data never arrived
+            # whole. The decoder conceals what is missing and says so or not, depending on its
+            # threads (FFmpeg 8's H.264: frame threads mostly do, a single thread never does);
+            # the cut itself is certain, so the picture is marked from it.
+            _mark_cut(builders, vstate, last_vpts)
         if vstate.pending_error:
             # The error surfaced after the last frame came out (frame threads report late): it
             # belongs to the tail, so the last frame still waiting in a segment carries it.
@@ -790,7 +785,7 @@ def _seek(container: Any, source: str, t0: float, first_t: float, start_index: i
 
 
 def _mark_cut(builders: dict[int, _Builder], vstate: _VideoState, pts: int | None) -> None:
-    """Mark the frame with ``pts``, if it is waiting in a segment already, as corrupt."""
+    """Mark the frame with ``pts`` corrupt, if it waits in a segment not yet handed out."""
     if pts is None:
         return
     t = pts * vstate.tb - vstate.t0
